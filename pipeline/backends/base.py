@@ -1,0 +1,75 @@
+"""The one interface every LLM role (generator, judge, responder) talks to.
+
+A backend turns requests into responses and nothing else: caching, retries of the pipeline's own
+kind, checkpoints and progress belong to `pipeline.llm` and the runner, so adding a provider
+touches one new file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Request:
+    """A raw completion prompt or chat messages, plus sampling parameters.
+
+    `seed` and `sample_index` are part of the cache key, so repeated samples from one prompt stay
+    distinct calls rather than one cached answer replayed.
+    """
+
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content) pairs
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_tokens: int = 256
+    seed: int = 0
+    sample_index: int = 0
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a request has either a prompt or messages, not both")
+
+    def payload(self) -> dict[str, Any]:
+        """Everything that determines the answer, as plain JSON-able data."""
+        return asdict(self)
+
+
+@dataclass
+class Response:
+    """What came back from one call; `cached` says it was replayed from calls.sqlite."""
+
+    text: str
+    finish_reason: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    parsed: Any = None
+    cached: bool = field(default=False, compare=False)
+
+
+class Backend(ABC):
+    """An LLM provider. `name:model` is recorded on every row it produces."""
+
+    name: str = "backend"
+    #: True when the model is a chat model; the stages then send messages instead of a prompt.
+    chat: bool = False
+    #: how many requests may be in flight at once
+    max_in_flight: int = 1
+
+    @property
+    @abstractmethod
+    def model(self) -> str:
+        """The model identifier used in the cache key and the `generator` column."""
+
+    @abstractmethod
+    async def generate(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer every request, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release what the backend holds (model weights, HTTP pools)."""

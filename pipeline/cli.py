@@ -1,0 +1,182 @@
+"""The `synth` command (typer + rich). Every user mistake is one `error:` line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import __version__
+from pipeline.errors import UserError
+
+app = typer.Typer(
+    name="synth",
+    help=(
+        "Build training data for Korean safety classifiers: an LLM writes harmful and contrasting "
+        "safe Korean queries per taxonomy category; every stage checkpoints to parquet, and "
+        "rerunning the same command resumes where it stopped."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True)
+out_console = Console()
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `UserError` into one red line and exit 2; Ctrl-C into a resume hint and exit 130."""
+    try:
+        yield
+    except UserError as error:
+        err_console.print(f"[bold red]error:[/] {error.one_line()}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _default_out(taxonomy: Path, n: int, seed: int) -> Path:
+    return Path("outputs") / f"{taxonomy.stem}-n{n}-seed{seed}"
+
+
+@app.command()
+def run(
+    taxonomy: Annotated[
+        Path, typer.Option("--taxonomy", "-t", help="Taxonomy YAML (categories, rules, exemplars).")
+    ] = Path("taxonomy.yaml"),
+    n: Annotated[
+        int, typer.Option("--n", "-n", help="Accepted items wanted in the final corpus.")
+    ] = 5000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run directory. Default: outputs/<taxonomy>-n<N>-seed<S>. Rerun to resume.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for planning, exemplar rotation and sampling.")
+    ] = 0,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Generator backend (default: the taxonomy's, normally 'local')."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for the backend; for 'local', a path to a GGUF file."),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete this run's outputs and start over.")
+    ] = False,
+) -> None:
+    """Generate, checkpoint and (on rerun) resume a corpus run.
+
+    Example: synth run --taxonomy taxonomy.yaml --n 200 --out outputs/demo
+    """
+    from pipeline.runner import RunOptions
+    from pipeline.runner import run as run_pipeline
+
+    out = out or _default_out(taxonomy, n, seed)
+    options = RunOptions(
+        taxonomy_path=taxonomy, n=n, out=out, seed=seed, backend=backend, model=model, fresh=fresh
+    )
+    with user_errors():
+        try:
+            summary = run_pipeline(options, console=err_console)
+        except KeyboardInterrupt:
+            err_console.print(
+                f"\n[yellow]interrupted.[/] Finished parts are saved in {out}; "
+                "rerun the same command to resume."
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    table = Table(title=f"run {out}", title_justify="left")
+    for column in ("category", "quota", "accepted", "calls", "note"):
+        table.add_column(
+            column, justify="right" if column in ("quota", "accepted", "calls") else "left"
+        )
+    for outcome in summary.outcomes:
+        table.add_row(
+            outcome.category,
+            str(outcome.quota),
+            str(outcome.accepted),
+            str(outcome.calls),
+            f"[yellow]short: {outcome.reason}[/]" if outcome.short else "",
+        )
+    out_console.print(table)
+    accepted = sum(outcome.accepted for outcome in summary.outcomes)
+    wanted = sum(outcome.quota for outcome in summary.outcomes)
+    out_console.print(
+        f"accepted {accepted} of {wanted}; {summary.stats.calls} model calls, "
+        f"{summary.stats.cache_hits} replayed from the cache. `synth status {out}` shows more."
+    )
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (the --out of synth run).")],
+) -> None:
+    """Show a run's per-stage and per-category counts, read from its parquet files."""
+    from pipeline.status import render_status
+
+    with user_errors():
+        out_console.print(render_status(run_dir))
+
+
+@app.command()
+def validate(
+    taxonomy: Annotated[Path, typer.Argument(help="Taxonomy YAML to check.")] = Path(
+        "taxonomy.yaml"
+    ),
+) -> None:
+    """Check a taxonomy file and that every prompt file renders; lists every problem found."""
+    from pipeline.prompts import PromptLibrary
+    from pipeline.taxonomy import load_taxonomy
+
+    with user_errors():
+        try:
+            loaded = load_taxonomy(taxonomy)
+        except UserError as error:
+            for line in error.details:
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+            raise
+        prompts = PromptLibrary(taxonomy.parent / loaded.settings.prompts_dir)
+        problems = prompts.check(loaded)
+        if problems:
+            for line in problems[1:]:
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+            raise UserError(problems[0])
+    out_console.print(
+        f"[green]ok[/] {taxonomy}: {len(loaded.categories)} categories "
+        f"({sum(c.label == 'unsafe' for c in loaded.categories)} unsafe, "
+        f"{sum(c.label == 'safe' for c in loaded.categories)} safe), "
+        f"{sum(len(c.exemplars) for c in loaded.categories)} exemplars, all prompts render"
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"synth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Korean safety-classifier data pipeline."""
+
+
+if __name__ == "__main__":
+    sys.exit(app())

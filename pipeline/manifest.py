@@ -1,0 +1,117 @@
+"""`run.json`: the config snapshot and its hash, package versions, per-stage status and counters.
+
+The snapshot decides whether a rerun may resume: any setting that changes results (taxonomy, prompt
+files, --n, seed, generator) refuses to resume, and the error names the first setting that changed.
+It never holds an API key: only what is passed in the snapshot is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import UserError
+from pipeline.store import write_json_atomic
+
+VERSIONED_PACKAGES = ("polars", "pydantic", "jinja2", "llama_cpp_python", "pyarrow")
+
+
+def snapshot_hash(snapshot: dict[str, Any]) -> str:
+    canonical = json.dumps(snapshot, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted paths whose values differ, e.g. `taxonomy.categories.crime_advice.weight`."""
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    return sorted(
+        key for key in old_flat.keys() | new_flat.keys() if old_flat.get(key) != new_flat.get(key)
+    )
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        items: dict[str, Any] = {}
+        for key, inner in value.items():
+            items.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
+        return _flatten({entry["id"]: entry for entry in value}, prefix)
+    return {prefix: json.dumps(value, sort_keys=True, ensure_ascii=False)}
+
+
+def _versions() -> dict[str, str]:
+    versions = {"synth": __version__, "python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class Manifest:
+    """The parsed run.json, saved atomically after every change."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest | None:
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "config_hash" not in data:
+                raise ValueError("missing config_hash")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UserError(
+                f"{path}: run manifest is damaged ({error}); rerun with --fresh to start over"
+            ) from None
+        return cls(path, data)
+
+    @classmethod
+    def create(cls, path: Path, snapshot: dict[str, Any]) -> Manifest:
+        now = time.time()
+        manifest = cls(
+            path,
+            {
+                "config_hash": snapshot_hash(snapshot),
+                "config": snapshot,
+                "versions": _versions(),
+                "created_at": now,
+                "updated_at": now,
+                "status": "running",
+                "quota_by_category": {},
+                "stages": {},
+            },
+        )
+        manifest.save()
+        return manifest
+
+    def require_same_config(self, snapshot: dict[str, Any]) -> None:
+        if self.data["config_hash"] == snapshot_hash(snapshot):
+            return
+        changed = changed_settings(self.data.get("config", {}), snapshot)
+        first = changed[0] if changed else "config"
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise UserError(
+            f"{self.path.parent}: setting '{first}'{more} changed since this run started; "
+            "rerun with --fresh to start over, or pick a new --out"
+        )
+
+    def stage(self, round_index: int, stage: str) -> dict[str, Any]:
+        """The mutable record of one stage in one round."""
+        return self.data["stages"].setdefault(f"round-{round_index:03d}/{stage}", {})
+
+    def save(self) -> None:
+        self.data["updated_at"] = time.time()
+        self.data["versions"] = _versions()
+        write_json_atomic(self.path, self.data)

@@ -1,0 +1,139 @@
+"""Editable Jinja2 prompt files: rendering with strict variables and checking them up front.
+
+Researchers edit `prompts/` without touching Python, so every template problem (syntax error,
+undefined variable, missing file, a prompt for a category that does not exist) is reported as a
+`UserError` naming the file and line, before any model is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+
+from pipeline.errors import UserError
+from pipeline.taxonomy import Category, Taxonomy
+
+GENERATE_DIR = "generate"
+
+
+class PromptLibrary:
+    """The prompt files of one `prompts/` directory."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise UserError(f"{root}: prompts directory not found (settings.prompts_dir)")
+        self.root = root
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(root), encoding="utf-8"),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+
+    @staticmethod
+    def generation_template(category: Category) -> str:
+        return category.prompt or f"{GENERATE_DIR}/{category.id}.j2"
+
+    def render(self, name: str, **variables: Any) -> str:
+        try:
+            return self.env.get_template(name).render(**variables)
+        except jinja2.TemplateNotFound as error:
+            raise UserError(f"{self.root / error.name}: prompt file not found") from None
+        except jinja2.TemplateSyntaxError as error:
+            where = self._where(error.filename or name, error.lineno)
+            raise UserError(f"{where}: template syntax error: {error.message}") from None
+        except jinja2.UndefinedError as error:
+            where = self._where_in_traceback(error) or str(self.root / name)
+            raise UserError(
+                f"{where}: {error.message}; the variables available here are "
+                f"{', '.join(sorted(variables))}"
+            ) from None
+        except UnicodeDecodeError:
+            raise UserError(f"{self.root / name}: not UTF-8 text; save it as UTF-8") from None
+
+    def prompt_id(self, name: str) -> str:
+        """`generate/crime_advice.j2@3f2a...`: the name plus a hash of the template and every
+        template it includes, so a row records exactly which prompt text produced it."""
+        digest = hashlib.sha256()
+        for source_name in sorted(self._closure(name)):
+            digest.update(source_name.encode())
+            digest.update((self.root / source_name).read_bytes())
+        return f"{name}@{digest.hexdigest()[:10]}"
+
+    def fingerprint(self) -> dict[str, str]:
+        """A hash per prompt file; part of the run's config snapshot."""
+        return {
+            str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            for path in sorted(self.root.rglob("*.j2"))
+        }
+
+    def check(self, taxonomy: Taxonomy) -> list[str]:
+        """Every problem with the prompt files for this taxonomy, one line each."""
+        problems: list[str] = []
+        known = {self.generation_template(category) for category in taxonomy.categories}
+        for path in sorted((self.root / GENERATE_DIR).glob("*.j2")):
+            name = f"{GENERATE_DIR}/{path.name}"
+            if name not in known and not path.name.startswith("_"):
+                problems.append(
+                    f"{path}: no category with id {path.stem!r} in the taxonomy "
+                    "(rename the file or add the category)"
+                )
+        for category in taxonomy.categories:
+            try:
+                self.render(
+                    self.generation_template(category),
+                    **generation_variables(taxonomy, category, category.exemplars[:3], 8),
+                )
+            except UserError as error:
+                problems.append(error.message)
+        return problems
+
+    def _closure(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            source = (self.root / current).read_text(encoding="utf-8")
+            try:
+                parsed = self.env.parse(source)
+            except jinja2.TemplateSyntaxError:
+                continue
+            pending.extend(ref for ref in meta.find_referenced_templates(parsed) if ref)
+        return seen
+
+    def _where(self, name: str, line: int | None) -> str:
+        path = Path(name) if Path(name).is_absolute() else self.root / name
+        return f"{path}:{line}" if line else str(path)
+
+    def _where_in_traceback(self, error: BaseException) -> str | None:
+        # Jinja rewrites tracebacks so template frames carry the template file and line.
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if frame.filename.endswith(".j2")
+        ]
+        if not frames:
+            return None
+        return f"{frames[-1].filename}:{frames[-1].lineno}"
+
+
+def generation_variables(
+    taxonomy: Taxonomy, category: Category, exemplars: list[str], n_new: int
+) -> dict[str, Any]:
+    """The variables every generation prompt may use (documented in the README)."""
+    return {
+        "category": category.model_dump(),
+        "rules": [rule.model_dump() for rule in taxonomy.rules_for(category)],
+        "exemplars": exemplars,
+        "n_new": n_new,
+    }

@@ -1,0 +1,347 @@
+"""The runner: plans quotas, runs rounds of stages, checkpoints every batch, resumes, reports.
+
+It is the only module that knows about the run directory's layout, rounds and progress bars.
+Resuming needs no saved queue: a rerun replans each round deterministically from the finished
+parts of earlier rounds, skips parts already on disk, and replays cached calls for free.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from pipeline.backends import Response, make_backend
+from pipeline.callcache import CallCache
+from pipeline.errors import UserError
+from pipeline.events import EventLog
+from pipeline.llm import CallStats, LLMClient
+from pipeline.lock import RunLock
+from pipeline.manifest import Manifest
+from pipeline.plan import plan_round, quotas
+from pipeline.prompts import PromptLibrary
+from pipeline.stages import generate
+from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
+from pipeline.tally import PLAN_FILE, read_plan, tally
+from pipeline.taxonomy import GeneratorSettings, Taxonomy, load_taxonomy
+
+#: what `--fresh` may delete: only the run's own artefacts, never anything else in --out
+RUN_ARTEFACTS = (
+    "run.json",
+    "calls.sqlite",
+    "calls.sqlite-wal",
+    "calls.sqlite-shm",
+    "events.jsonl",
+    "report.html",
+    "corpus",
+    "embeddings",
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `synth run` was asked to do."""
+
+    taxonomy_path: Path
+    n: int
+    out: Path
+    seed: int = 0
+    backend: str | None = None
+    model: str | None = None
+    fresh: bool = False
+
+
+@dataclass
+class CategoryOutcome:
+    category: str
+    quota: int
+    accepted: int
+    calls: int
+    reason: str | None = None  # why a category fell short, None when it met its quota
+
+    @property
+    def short(self) -> bool:
+        return self.accepted < self.quota
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    rounds: int
+    outcomes: list[CategoryOutcome] = field(default_factory=list)
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class Prepared:
+    """Everything validated before the run directory is touched."""
+
+    taxonomy: Taxonomy
+    prompts: PromptLibrary
+    generator: GeneratorSettings
+    snapshot: dict[str, Any]
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Load and check the taxonomy and every prompt; a mistake fails here, before any output."""
+    if options.n < 1:
+        raise UserError(f"--n must be at least 1 (got {options.n})")
+    taxonomy = load_taxonomy(options.taxonomy_path)
+    prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
+    problems = prompts.check(taxonomy)
+    if problems:
+        raise UserError(problems[0], details=problems[1:])
+    overrides = {
+        key: value
+        for key, value in (("backend", options.backend), ("model", options.model))
+        if value is not None
+    }
+    if "backend" in overrides and "model" not in overrides:
+        overrides["model"] = None  # the taxonomy's model belongs to the taxonomy's backend
+    generator = taxonomy.settings.generator.model_copy(update=overrides)
+    snapshot = {
+        "n": options.n,
+        "seed": options.seed,
+        "generator": generator.model_dump(),
+        "taxonomy": taxonomy.model_dump(mode="json"),
+        "prompts": prompts.fingerprint(),
+    }
+    return Prepared(taxonomy, prompts, generator, snapshot)
+
+
+def run(options: RunOptions, console: Console | None = None) -> RunSummary:
+    """Run (or resume) the whole job; returns per-category outcomes."""
+    console = console or Console(stderr=True)
+    prepared = prepare(options)
+    backend = make_backend(prepared.generator.backend, prepared.generator.model)
+    run_dir = RunDir(options.out)
+    _refuse_foreign_directory(run_dir)
+    run_dir.create()
+    with RunLock(run_dir.lock):
+        if options.fresh:
+            _clear(run_dir)
+        manifest = Manifest.load(run_dir.manifest)
+        if manifest is None:
+            manifest = Manifest.create(run_dir.manifest, prepared.snapshot)
+        else:
+            manifest.require_same_config(prepared.snapshot)
+        events = EventLog(run_dir.events)
+        cache = CallCache(run_dir.calls)
+        try:
+            return _run_rounds(
+                options, prepared, run_dir, manifest, LLMClient(backend, cache, events), console
+            )
+        except KeyboardInterrupt:
+            manifest.data["status"] = "interrupted"
+            manifest.save()
+            events.write("interrupted")
+            raise
+        finally:
+            cache.close()
+            events.close()
+            backend.close()
+
+
+def _run_rounds(
+    options: RunOptions,
+    prepared: Prepared,
+    run_dir: RunDir,
+    manifest: Manifest,
+    llm: LLMClient,
+    console: Console,
+) -> RunSummary:
+    taxonomy = prepared.taxonomy
+    quota_by_category = quotas(taxonomy, options.n)
+    manifest.data["quota_by_category"] = quota_by_category
+    manifest.data["status"] = "running"
+    manifest.save()
+    llm.events.write("run_started", out=str(options.out), n=options.n, generator=llm.generator_name)
+    summary = RunSummary(out=options.out, rounds=0)
+    with _progress(console) as progress:
+        for round_index in range(1, taxonomy.settings.max_rounds + 1):
+            done = tally(run_dir, list(range(1, round_index)))
+            shortfall = {
+                category: quota - done.accepted_by_category[category]
+                for category, quota in quota_by_category.items()
+            }
+            if all(value <= 0 for value in shortfall.values()):
+                break
+            tasks = _load_or_plan(run_dir, taxonomy, round_index, options.seed, shortfall, done)
+            summary.rounds = round_index
+            ctx = generate.GenerateContext(
+                taxonomy=taxonomy, prompts=prepared.prompts, llm=llm, sampling=prepared.generator
+            )
+            _run_generate(run_dir, manifest, round_index, tasks, ctx, progress)
+            summary.stats.calls += ctx.stats.calls
+            summary.stats.cache_hits += ctx.stats.cache_hits
+            summary.stats.input_tokens += ctx.stats.input_tokens
+            summary.stats.output_tokens += ctx.stats.output_tokens
+    final = tally(run_dir, run_dir.rounds())
+    for category, quota in quota_by_category.items():
+        outcome = CategoryOutcome(
+            category=category,
+            quota=quota,
+            accepted=min(final.accepted_by_category[category], quota),
+            calls=final.calls_by_category[category],
+        )
+        if outcome.short:
+            calls = max(outcome.calls, 1)
+            outcome.reason = (
+                f"max_rounds ({taxonomy.settings.max_rounds}) reached: "
+                f"{final.accepted_by_category[category]} accepted from {outcome.calls} calls "
+                f"({final.accepted_by_category[category] / calls:.2f} per call)"
+            )
+        summary.outcomes.append(outcome)
+    manifest.data["status"] = "done"
+    manifest.data["outcomes"] = [vars(outcome) for outcome in summary.outcomes]
+    manifest.save()
+    llm.events.write(
+        "run_finished",
+        accepted=sum(outcome.accepted for outcome in summary.outcomes),
+        short=[outcome.category for outcome in summary.outcomes if outcome.short],
+    )
+    return summary
+
+
+def _load_or_plan(
+    run_dir: RunDir,
+    taxonomy: Taxonomy,
+    round_index: int,
+    seed: int,
+    shortfall: dict[str, int],
+    done: Any,
+) -> pl.DataFrame:
+    """A round's plan is written once and reused on resume, so its calls never change."""
+    existing = read_plan(run_dir, round_index)
+    if existing is not None:
+        return existing
+    tasks = plan_round(
+        taxonomy,
+        round_index,
+        seed,
+        shortfall,
+        dict(done.calls_by_category),
+        dict(done.accepted_by_category),
+    )
+    write_parquet_atomic(run_dir.round_dir(round_index) / PLAN_FILE, tasks)
+    return tasks
+
+
+def _run_generate(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    tasks: pl.DataFrame,
+    ctx: generate.GenerateContext,
+    progress: Progress,
+) -> None:
+    batch_size = ctx.taxonomy.settings.calls_per_batch
+    n_parts = math.ceil(tasks.height / batch_size)
+    record = manifest.stage(round_index, generate.NAME)
+    record.update(status="running", parts_total=n_parts)
+    manifest.save()
+    bar = progress.add_task(
+        f"round {round_index} {generate.NAME}", total=tasks.height, unit="calls", cached=0
+    )
+
+    def advance(response: Response) -> None:
+        progress.advance(bar)
+        if response.cached:
+            progress.update(bar, cached=progress.tasks[bar].fields["cached"] + 1)
+
+    ctx.on_call = advance
+    for part_index in range(n_parts):
+        path = run_dir.part_path(round_index, generate.NAME, part_index)
+        batch = tasks.slice(part_index * batch_size, batch_size)
+        if path.exists():
+            progress.advance(bar, batch.height)
+            continue
+        before = ctx.stats.as_dict()
+        rows = generate.run(batch, ctx)
+        write_parquet_atomic(path, rows)
+        after = ctx.stats.as_dict()
+        for key, value in after.items():
+            record[key] = record.get(key, 0) + value - before[key]
+        record["parts_done"] = len(run_dir.parts(round_index, generate.NAME))
+        manifest.save()
+    record["status"] = "done"
+    record["rows"] = sum(
+        pl.scan_parquet(p).select(pl.len()).collect().item()
+        for p in run_dir.parts(round_index, generate.NAME)
+    )
+    manifest.save()
+    progress.update(bar, completed=tasks.height)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second, with the unit the task was given."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "items")
+        cached = task.fields.get("cached", 0)
+        text = f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s"
+        if cached:
+            text += f" ({cached} cached)"
+        return Text(text, style="progress.data.speed")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _refuse_foreign_directory(run_dir: RunDir) -> None:
+    """Never write run files into (or --fresh) a directory that holds something else."""
+    root = run_dir.root
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root}: exists and is not a directory; choose another --out")
+    if not root.is_dir() or run_dir.manifest.exists():
+        return
+    ours = set(RUN_ARTEFACTS)
+    foreign = [
+        path.name
+        for path in root.iterdir()
+        if path.name not in ours
+        and not path.name.startswith(".")
+        and not ROUND_PATTERN.match(path.name)
+    ]
+    if foreign:
+        raise UserError(
+            f"{root}: directory is not empty and holds no run.json; choose a new or empty --out"
+        )
+
+
+def _clear(run_dir: RunDir) -> None:
+    for name in RUN_ARTEFACTS:
+        path = run_dir.root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for round_index in run_dir.rounds():
+        shutil.rmtree(run_dir.round_dir(round_index))

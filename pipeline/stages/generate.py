@@ -1,0 +1,149 @@
+"""Generate: render each category's prompt and parse the numbered list the model continues.
+
+Input: one row per planned call (see `pipeline.plan`). Output: one row per parsed query with the
+row schema's first columns (id, category, label, text, round, generator, prompt_id, seed) plus
+where it came from (task_id, call_key, sample_index, finish_reason).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipeline.backends.base import Request, Response
+from pipeline.llm import CallStats, LLMClient
+from pipeline.prompts import PromptLibrary, generation_variables
+from pipeline.taxonomy import GeneratorSettings, Taxonomy
+from pipeline.text import normalize, row_id
+
+NAME = "generate"
+
+ROW_SCHEMA = {
+    "id": pl.String,
+    "category": pl.String,
+    "label": pl.String,
+    "text": pl.String,
+    "round": pl.Int32,
+    "generator": pl.String,
+    "prompt_id": pl.String,
+    "seed": pl.Int64,
+    "task_id": pl.String,
+    "call_key": pl.String,
+    "sample_index": pl.Int32,
+    "finish_reason": pl.String,
+    "rejected_by": pl.String,
+    "reject_reason": pl.String,
+}
+
+_NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(.*?)\s*$")
+_WRAPPING = "\"'“”‘’「」『』*` "
+#: a base model continuing the open list stops at the first blank line
+COMPLETION_STOP = ("\n\n",)
+
+
+@dataclass
+class GenerateContext:
+    """What the stage needs besides its input rows."""
+
+    taxonomy: Taxonomy
+    prompts: PromptLibrary
+    llm: LLMClient
+    sampling: GeneratorSettings
+    stats: CallStats = field(default_factory=CallStats)
+    on_call: Callable[[Response], None] | None = None
+
+
+def build_request(task: dict, ctx: GenerateContext) -> tuple[Request, str, int]:
+    """The request for one planned call, its prompt id, and the number its open list starts at."""
+    category = ctx.taxonomy.category(task["category"])
+    exemplar_count = min(ctx.taxonomy.settings.exemplars_per_prompt, len(category.exemplars))
+    # the rotating sample is seeded by the call, so a rerun renders the very same prompt
+    exemplars = random.Random(task["seed"]).sample(category.exemplars, exemplar_count)
+    template = PromptLibrary.generation_template(category)
+    prompt = ctx.prompts.render(
+        template, **generation_variables(ctx.taxonomy, category, exemplars, task["n_new"])
+    )
+    sampling = ctx.sampling
+    common = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "seed": task["seed"],
+    }
+    if ctx.llm.backend.chat:
+        request = Request(messages=(("user", prompt),), **common)
+    else:
+        request = Request(prompt=prompt, stop=COMPLETION_STOP, **common)
+    return request, ctx.prompts.prompt_id(template), exemplar_count + 1
+
+
+def parse_numbered_list(text: str, first_number: int | None, truncated: bool) -> list[str]:
+    """The queries of one contiguous numbered run.
+
+    With `first_number` (plain completion), `text` continues an open `N.` line; otherwise (chat)
+    the first numbered line starts the run and any preamble is skipped. The run ends at the first
+    line that breaks the numbering (a restart at 1, prose, a new heading). When the model hit its
+    token limit the last item may be cut, so it is dropped.
+    """
+    lines = text.splitlines()
+    if first_number is not None:
+        lines = [f"{first_number}. {lines[0] if lines else ''}", *lines[1:]]
+    items: list[str] = []
+    expected: int | None = None
+    for line in lines:
+        if not line.strip():
+            if expected is not None and first_number is not None:
+                break
+            continue
+        match = _NUMBERED.match(line)
+        if match is None or (expected is not None and int(match.group(1)) != expected):
+            if expected is None:
+                continue
+            break
+        expected = int(match.group(1)) + 1
+        item = match.group(2).strip(_WRAPPING)
+        if item:
+            items.append(item)
+    if truncated and items:
+        items.pop()
+    return items
+
+
+def run(tasks: pl.DataFrame, ctx: GenerateContext) -> pl.DataFrame:
+    """One batch of planned calls in, the parsed queries out."""
+    built = [build_request(task, ctx) for task in tasks.iter_rows(named=True)]
+    responses = ctx.llm.run([request for request, _, _ in built], ctx.stats, ctx.on_call)
+    rows = []
+    for task, (request, prompt_id, first_number), response in zip(
+        tasks.iter_rows(named=True), built, responses, strict=True
+    ):
+        items = parse_numbered_list(
+            response.text,
+            first_number=None if ctx.llm.backend.chat else first_number,
+            truncated=response.finish_reason == "length",
+        )
+        for sample_index, item in enumerate(items[: task["n_new"]]):
+            text = normalize(item)
+            rows.append(
+                {
+                    "id": row_id(task["category"], text),
+                    "category": task["category"],
+                    "label": task["label"],
+                    "text": text,
+                    "round": task["round"],
+                    "generator": ctx.llm.generator_name,
+                    "prompt_id": prompt_id,
+                    "seed": task["seed"],
+                    "task_id": task["task_id"],
+                    "call_key": ctx.llm.key(request),
+                    "sample_index": sample_index,
+                    "finish_reason": response.finish_reason,
+                    "rejected_by": None,
+                    "reject_reason": None,
+                }
+            )
+    return pl.DataFrame(rows, schema=ROW_SCHEMA)

@@ -1,0 +1,54 @@
+"""What a run has done, counted from its parquet files, never from a manifest that may lag."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from pipeline.store import RunDir
+
+PLAN_FILE = "plan.parquet"
+#: the stages of a round in order; the last one's kept rows are the round's accepted items
+STAGES = ("generate",)
+
+
+@dataclass
+class Tally:
+    """Per-category counts over a set of finished rounds."""
+
+    calls_by_category: Counter[str] = field(default_factory=Counter)
+    accepted_by_category: Counter[str] = field(default_factory=Counter)
+    accepted_ids: set[str] = field(default_factory=set)
+
+
+def read_plan(run_dir: RunDir, round_index: int) -> pl.DataFrame | None:
+    path = run_dir.round_dir(round_index) / PLAN_FILE
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def kept_rows(run_dir: RunDir, round_index: int) -> pl.DataFrame | None:
+    """Rows of the round's last stage that no stage rejected."""
+    frame = run_dir.read_stage(round_index, STAGES[-1])
+    if frame is None:
+        return None
+    return frame.filter(pl.col("rejected_by").is_null())
+
+
+def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
+    """Calls planned and distinct accepted items per category over `rounds`; an item accepted in
+    an earlier round is not counted again when a later round produces it once more."""
+    result = Tally()
+    for round_index in sorted(rounds):
+        plan = read_plan(run_dir, round_index)
+        if plan is not None:
+            result.calls_by_category.update(plan["category"].to_list())
+        kept = kept_rows(run_dir, round_index)
+        if kept is None:
+            continue
+        for row_id, category in kept.select("id", "category").iter_rows():
+            if row_id not in result.accepted_ids:
+                result.accepted_ids.add(row_id)
+                result.accepted_by_category[category] += 1
+    return result
