@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline import __version__
@@ -34,13 +35,18 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def print_error(line: str) -> None:
+    """One `error:` line, never wrapped (a wrapped line would read as several errors)."""
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a `UserError` into one red line and exit 2; Ctrl-C into a resume hint and exit 130."""
     try:
         yield
     except UserError as error:
-        err_console.print(f"[bold red]error:[/] {error.one_line()}", markup=True, highlight=False)
+        print_error(error.one_line())
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
@@ -95,8 +101,9 @@ def run(
             summary = run_pipeline(options, console=err_console)
         except KeyboardInterrupt:
             err_console.print(
-                f"\n[yellow]interrupted.[/] Finished parts are saved in {out}; "
-                "rerun the same command to resume."
+                f"\n[yellow]interrupted.[/] Finished parts are saved in {escape(str(out))}; "
+                "rerun the same command to resume.",
+                soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
     table = Table(title=f"run {out}", title_justify="left")
@@ -147,13 +154,13 @@ def validate(
             loaded = load_taxonomy(taxonomy)
         except UserError as error:
             for line in error.details:
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+                print_error(line)
             raise
         prompts = PromptLibrary(taxonomy.parent / loaded.settings.prompts_dir)
         problems = prompts.check(loaded)
         if problems:
             for line in problems[1:]:
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+                print_error(line)
             raise UserError(problems[0])
     out_console.print(
         f"[green]ok[/] {taxonomy}: {len(loaded.categories)} categories "

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import UserError
 
@@ -94,10 +101,20 @@ class Taxonomy(StrictModel):
     rules: list[Rule] = []
     categories: list[Category] = Field(min_length=1)
 
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: list[Rule]) -> list[Rule]:
+        _require_unique([rule.id for rule in rules], "rule id")
+        return rules
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_categories(cls, categories: list[Category]) -> list[Category]:
+        _require_unique([category.id for category in categories], "category id")
+        return categories
+
     @model_validator(mode="after")
-    def _unique_and_resolvable(self) -> Taxonomy:
-        _require_unique([rule.id for rule in self.rules], "rule id")
-        _require_unique([category.id for category in self.categories], "category id")
+    def _resolvable(self) -> Taxonomy:
         global_ids = {rule.id for rule in self.rules}
         for category in self.categories:
             _require_unique(
@@ -133,11 +150,13 @@ class Taxonomy(StrictModel):
 
 
 def _require_unique(values: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"duplicate {what} {value!r}")
-        seen.add(value)
+    first_index: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in first_index:
+            raise ValueError(
+                f"duplicate {what} {value!r} (entries {first_index[value] + 1} and {index + 1})"
+            )
+        first_index[value] = index
 
 
 def load_taxonomy(path: Path) -> Taxonomy:
@@ -182,7 +201,7 @@ def _describe(path: Path, root_node: Any, document: Any, item: dict[str, Any]) -
     loc = list(item["loc"])
     # pydantic puts model-validator errors at the model's own location; a bare field path is
     # more useful than an empty one
-    field = _field_path(document, loc) or "(top level)"
+    field = _field_path(document, loc) or "taxonomy"
     line = _line_of(root_node, loc)
     where = f"{path}:{line}" if line else str(path)
     message = item["msg"].removeprefix("Value error, ")

@@ -1,0 +1,73 @@
+"""Shared fixtures: a small copy of the project's own taxonomy and prompts, and CLI runners.
+
+Tests build their taxonomies from the shipped `taxonomy.yaml` (a subset of its categories, smaller
+settings) so every Korean sentence they use is the project's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_taxonomy(
+    directory: Path,
+    categories: tuple[str, ...] = ("crime_advice", "lookalike"),
+    settings: dict[str, Any] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Copy prompts/ and a trimmed taxonomy.yaml into `directory`; returns the taxonomy path."""
+    document = yaml.safe_load((ROOT / "taxonomy.yaml").read_text(encoding="utf-8"))
+    document["categories"] = [c for c in document["categories"] if c["id"] in categories]
+    document["settings"].update(settings or {})
+    if edit is not None:
+        edit(document)
+    prompts = directory / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    for path in (prompts / "generate").glob("*.j2"):
+        if path.stem not in categories:
+            path.unlink()
+    path = directory / "taxonomy.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8")
+    return path
+
+
+@pytest.fixture
+def small_taxonomy(tmp_path: Path) -> Path:
+    """Two categories (one unsafe, one safe), one call per checkpoint part."""
+    return write_taxonomy(tmp_path, settings={"calls_per_batch": 1, "items_per_call": 4})
+
+
+@pytest.fixture
+def cli() -> Callable[..., Any]:
+    """Invoke `synth` in-process (fast); returns the click Result with stdout and stderr apart."""
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(app, [str(arg) for arg in args])
+
+    return invoke
+
+
+def run_synth(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `synth` console script in a subprocess."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "synth"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        **kwargs,
+    )
