@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -36,11 +38,13 @@ from pipeline.lock import RunLock
 from pipeline.manifest import Manifest
 from pipeline.plan import plan_round, quotas
 from pipeline.prompts import PromptLibrary
-from pipeline.stages import generate
+from pipeline.stages import generate, screen
 from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
 from pipeline.tally import PLAN_FILE, read_plan, tally
 from pipeline.taxonomy import GeneratorSettings, Taxonomy, load_taxonomy
 
+#: rows per checkpoint part for the stages after generate
+ROWS_PER_BATCH = 1000
 #: what `--fresh` may delete: only the run's own artefacts, never anything else in --out
 RUN_ARTEFACTS = (
     "run.json",
@@ -188,6 +192,15 @@ def _run_rounds(
                 taxonomy=taxonomy, prompts=prepared.prompts, llm=llm, sampling=prepared.generator
             )
             _run_generate(run_dir, manifest, round_index, tasks, ctx, progress)
+            _run_row_stage(
+                run_dir,
+                manifest,
+                round_index,
+                screen.NAME,
+                generate.NAME,
+                lambda rows: screen.run(rows, taxonomy),
+                progress,
+            )
             summary.stats.calls += ctx.stats.calls
             summary.stats.cache_hits += ctx.stats.cache_hits
             summary.stats.input_tokens += ctx.stats.input_tokens
@@ -251,11 +264,7 @@ def _run_generate(
     ctx: generate.GenerateContext,
     progress: Progress,
 ) -> None:
-    batch_size = ctx.taxonomy.settings.calls_per_batch
-    n_parts = math.ceil(tasks.height / batch_size)
-    record = manifest.stage(round_index, generate.NAME)
-    record.update(status="running", parts_total=n_parts)
-    manifest.save()
+    """Generation calls in batches of `calls_per_batch`; the bar counts calls as they finish."""
     bar = progress.add_task(
         f"round {round_index} {generate.NAME}", total=tasks.height, unit="calls", cached=0
     )
@@ -266,27 +275,98 @@ def _run_generate(
             progress.update(bar, cached=progress.tasks[bar].fields["cached"] + 1)
 
     ctx.on_call = advance
+    record = manifest.stage(round_index, generate.NAME)
+
+    def process(batch: pl.DataFrame) -> pl.DataFrame:
+        before = ctx.stats.as_dict()
+        rows = generate.run(batch, ctx)
+        for key, value in ctx.stats.as_dict().items():
+            record[key] = record.get(key, 0) + value - before[key]
+        return rows
+
+    _run_batches(
+        run_dir,
+        manifest,
+        round_index,
+        generate.NAME,
+        tasks,
+        ctx.taxonomy.settings.calls_per_batch,
+        process,
+        progress,
+        bar,
+        advance_per_batch=False,
+    )
+
+
+def _run_row_stage(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    stage: str,
+    previous_stage: str,
+    process: Callable[[pl.DataFrame], pl.DataFrame],
+    progress: Progress,
+) -> None:
+    """A stage over the previous stage's rows of this round, in batches of `ROWS_PER_BATCH`."""
+    rows = run_dir.read_stage(round_index, previous_stage)
+    if rows is None:
+        raise RuntimeError(f"round {round_index}: {stage} ran before {previous_stage} finished")
+    bar = progress.add_task(f"round {round_index} {stage}", total=rows.height, unit="rows")
+    _run_batches(
+        run_dir,
+        manifest,
+        round_index,
+        stage,
+        rows,
+        ROWS_PER_BATCH,
+        process,
+        progress,
+        bar,
+        advance_per_batch=True,
+    )
+
+
+def _run_batches(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    stage: str,
+    inputs: pl.DataFrame,
+    batch_size: int,
+    process: Callable[[pl.DataFrame], pl.DataFrame],
+    progress: Progress,
+    bar: TaskID,
+    advance_per_batch: bool,
+) -> None:
+    """The checkpoint loop every stage shares: batch `i` of the inputs becomes part `i`, written
+    atomically; a part already on disk is skipped, so a rerun redoes only the batch in flight.
+    An empty input still writes one (empty) part, so a finished stage is visible on disk."""
+    n_parts = max(1, math.ceil(inputs.height / batch_size))
+    record = manifest.stage(round_index, stage)
+    record.update(status="running", parts_total=n_parts, rows_in=inputs.height)
+    manifest.save()
     for part_index in range(n_parts):
-        path = run_dir.part_path(round_index, generate.NAME, part_index)
-        batch = tasks.slice(part_index * batch_size, batch_size)
+        path = run_dir.part_path(round_index, stage, part_index)
+        batch = inputs.slice(part_index * batch_size, batch_size)
         if path.exists():
             progress.advance(bar, batch.height)
             continue
-        before = ctx.stats.as_dict()
-        rows = generate.run(batch, ctx)
-        write_parquet_atomic(path, rows)
-        after = ctx.stats.as_dict()
-        for key, value in after.items():
-            record[key] = record.get(key, 0) + value - before[key]
-        record["parts_done"] = len(run_dir.parts(round_index, generate.NAME))
+        write_parquet_atomic(path, process(batch))
+        if advance_per_batch:
+            progress.advance(bar, batch.height)
+        record["parts_done"] = part_index + 1
         manifest.save()
-    record["status"] = "done"
-    record["rows"] = sum(
-        pl.scan_parquet(p).select(pl.len()).collect().item()
-        for p in run_dir.parts(round_index, generate.NAME)
+    output = run_dir.read_stage(round_index, stage)
+    assert output is not None
+    record.update(
+        status="done",
+        parts_done=n_parts,
+        rows=output.height,
+        kept=output.filter(pl.col("rejected_by").is_null()).height,
+        rejected_here=output.filter(pl.col("rejected_by") == stage).height,
     )
     manifest.save()
-    progress.update(bar, completed=tasks.height)
+    progress.update(bar, completed=inputs.height)
 
 
 class _RateColumn(ProgressColumn):

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -22,8 +23,44 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _rows_in(paths: list[Path]) -> int:
-    return sum(pl.scan_parquet(path).select(pl.len()).collect().item() for path in paths)
+def _table(title: str) -> Table:
+    """Borderless, so the tables fit an 80-column terminal."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def _compact(count: int) -> str:
+    """12345 -> 12.3k: token counts stay narrow enough for an 80-column terminal."""
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f}M"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f}k"
+    return str(count)
+
+
+def _rows_and_rejected(parts: list[Path], stage: str) -> tuple[int, int]:
+    """Rows in a stage's parts, and how many of them this stage rejected."""
+    if not parts:
+        return 0, 0
+    counts = (
+        pl.scan_parquet(parts)
+        .select(pl.len().alias("rows"), (pl.col("rejected_by") == stage).sum().alias("here"))
+        .collect()
+    )
+    return int(counts["rows"][0]), int(counts["here"][0] or 0)
+
+
+def _rejected_so_far(parts: list[Path]) -> int:
+    if not parts:
+        return 0
+    return int(
+        pl.scan_parquet(parts).select(pl.col("rejected_by").is_not_null().sum()).collect().item()
+    )
 
 
 def render_status(root: Path) -> Group:
@@ -44,42 +81,36 @@ def render_status(root: Path) -> Group:
         f"\nstarted {_when(data.get('created_at'))}  updated {_when(data.get('updated_at'))}",
     )
 
-    stages = Table(title="stages", title_justify="left")
-    for column in (
-        "round",
-        "stage",
-        "status",
-        "parts",
-        "rows",
-        "calls",
-        "cache hits",
-        "tokens in/out",
-    ):
-        stages.add_column(column, justify="left" if column in ("stage", "status") else "right")
+    stages = _table("stages")
+    columns = ("round", "stage", "status", "parts", "rows", "rejected", "kept", "calls", "hits")
+    for column in (*columns, "tokens"):
+        left = column in ("stage", "status")
+        stages.add_column(column, justify="left" if left else "right", no_wrap=left)
     for round_index in run_dir.rounds():
         plan = read_plan(run_dir, round_index)
         for stage in STAGES:
             record = data.get("stages", {}).get(f"round-{round_index:03d}/{stage}", {})
             parts = run_dir.parts(round_index, stage)
             total = record.get("parts_total", "?")
-            status = (
-                "done"
-                if record.get("status") == "done" and len(parts) == total
-                else ("partial" if parts or plan is not None else "pending")
-            )
+            finished = record.get("status") == "done" and len(parts) == total
+            status = "done" if finished else "partial" if parts or plan is not None else "pending"
+            rows, rejected = _rows_and_rejected(parts, stage)
             stages.add_row(
                 str(round_index),
                 stage,
                 status,
                 f"{len(parts)}/{total}",
-                str(_rows_in(parts)),
+                str(rows),
+                str(rejected),
+                str(rows - _rejected_so_far(parts)),
                 str(record.get("calls", 0)),
                 str(record.get("cache_hits", 0)),
-                f"{record.get('input_tokens', 0)}/{record.get('output_tokens', 0)}",
+                f"{_compact(record.get('input_tokens', 0))}/"
+                f"{_compact(record.get('output_tokens', 0))}",
             )
 
     done = tally(run_dir, run_dir.rounds())
-    categories = Table(title="categories", title_justify="left")
+    categories = _table("categories")
     for column in ("category", "label", "quota", "accepted", "calls", "per call"):
         categories.add_column(
             column, justify="left" if column in ("category", "label") else "right"

@@ -62,6 +62,21 @@ class Settings(StrictModel):
     generator: GeneratorSettings = GeneratorSettings()
 
 
+class ScreenSettings(StrictModel):
+    """Bounds and lists for the deterministic screen stage."""
+
+    min_hangul_share: float = Field(0.6, ge=0.0, le=1.0)
+    min_chars: int = Field(6, ge=1)
+    max_chars: int = Field(200, ge=1)
+    blocked_names: list[str] = []
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScreenSettings:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) is above max_chars ({self.max_chars})")
+        return self
+
+
 class Category(StrictModel):
     """A harm (or safe contrast) category with everything needed to generate and answer it."""
 
@@ -98,6 +113,7 @@ class Taxonomy(StrictModel):
 
     version: Literal[1] = 1
     settings: Settings = Settings()
+    screen: ScreenSettings = ScreenSettings()
     rules: list[Rule] = []
     categories: list[Category] = Field(min_length=1)
 

@@ -264,3 +264,30 @@ def test_output_directory_not_writable(small_taxonomy: Path, cli: Any, tmp_path:
     result = cli("run", "--taxonomy", small_taxonomy, "--n", "2", "--out", blocker / "run")
     assert result.exit_code == 2
     assert "not writable" in result.stderr or "not a directory" in result.stderr
+
+
+def test_screened_out_rows_stay_with_reasons_and_do_not_count(tmp_path: Path) -> None:
+    def reject_everything(document: dict[str, Any]) -> None:
+        document["screen"]["min_chars"] = 190
+
+    taxonomy = write_taxonomy(
+        tmp_path,
+        categories=("everyday",),
+        settings={"items_per_call": 2, "max_calls_per_round": 2, "max_rounds": 2},
+        edit=reject_everything,
+    )
+    out = tmp_path / "out"
+    result = run_synth("run", "--taxonomy", taxonomy, "--n", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    generated = pl.read_parquet(out / "round-*" / "generate" / "*.parquet")
+    screened = pl.read_parquet(out / "round-*" / "screen" / "*.parquet")
+    assert screened.height == generated.height > 0, "rejected rows are kept, not dropped"
+    assert set(screened["rejected_by"]) == {"screen"}
+    assert all("too_short" in flags for flags in screened["screen_flags"].to_list())
+    # nothing was accepted, so a top-up round ran and the shortfall is reported
+    assert (out / "round-002" / "screen").is_dir()
+    outcome = json.loads((out / "run.json").read_text())["outcomes"][0]
+    assert outcome["accepted"] == 0 and "max_rounds (2) reached" in outcome["reason"]
+    status = run_synth("status", out)
+    screen_line = next(line for line in status.stdout.splitlines() if " screen " in line)
+    assert re.search(rf"\b{screened.filter(pl.col('round') == 1).height}\b.*\b0\b", screen_line)
