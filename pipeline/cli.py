@@ -28,8 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-err_console = Console(stderr=True)
-out_console = Console()
+# emoji off: rich would turn a path and line like `taxonomy.yaml:100:` into an emoji
+err_console = Console(stderr=True, emoji=False)
+out_console = Console(emoji=False)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -81,6 +82,18 @@ def run(
         str | None,
         typer.Option(help="Model for the backend; for 'local', a path to a GGUF file."),
     ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge: 'offline' (exemplar-centroid classifier, the default) or 'llm'.",
+        ),
+    ] = None,
+    judge_backend: Annotated[
+        str | None, typer.Option(help="Backend of the LLM judge (default: the taxonomy's).")
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option(help="Model of the LLM judge; may be stronger than the generator.")
+    ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete this run's outputs and start over.")
     ] = False,
@@ -94,7 +107,16 @@ def run(
 
     out = out or _default_out(taxonomy, n, seed)
     options = RunOptions(
-        taxonomy_path=taxonomy, n=n, out=out, seed=seed, backend=backend, model=model, fresh=fresh
+        taxonomy_path=taxonomy,
+        n=n,
+        out=out,
+        seed=seed,
+        backend=backend,
+        model=model,
+        judge=judge,
+        judge_backend=judge_backend,
+        judge_model=judge_model,
+        fresh=fresh,
     )
     with user_errors():
         try:
@@ -137,6 +159,30 @@ def status(
 
     with user_errors():
         out_console.print(render_status(run_dir))
+
+
+@app.command()
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (the --out of synth run).")],
+    stage: Annotated[str, typer.Option(help="Stage to show: generate, screen or judge.")] = "judge",
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="Only rows this stage rejected.")
+    ] = False,
+    kept: Annotated[bool, typer.Option("--kept", help="Only rows still kept.")] = False,
+    category: Annotated[str | None, typer.Option(help="Only this category id.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Only rows whose reject reason contains this text.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Example rows shown per group.")] = 10,
+) -> None:
+    """Browse a stage's rows, grouped by reject reason, e.g. --stage judge --rejected."""
+    from pipeline.inspect_rows import load_stage, render_groups, select_rows
+
+    with user_errors():
+        if rejected and kept:
+            raise UserError("--rejected and --kept exclude each other; pass one")
+        rows = select_rows(load_stage(run_dir, stage), stage, rejected, kept, category, reason)
+        out_console.print(render_groups(rows, stage, limit))
 
 
 @app.command()

@@ -19,6 +19,7 @@ from pipeline.errors import UserError
 from pipeline.taxonomy import Category, Taxonomy
 
 GENERATE_DIR = "generate"
+JUDGE_TEMPLATE = "judge.j2"
 
 
 class PromptLibrary:
@@ -74,9 +75,22 @@ class PromptLibrary:
             for path in sorted(self.root.rglob("*.j2"))
         }
 
-    def check(self, taxonomy: Taxonomy) -> list[str]:
-        """Every problem with the prompt files for this taxonomy, one line each."""
+    def check(self, taxonomy: Taxonomy, require_judge: bool = False) -> list[str]:
+        """Every problem with the prompt files for this taxonomy, one line each. The judge
+        prompt is checked whenever it exists, and must exist when the LLM judge is chosen."""
         problems: list[str] = []
+        if require_judge or (self.root / JUDGE_TEMPLATE).exists():
+            category = taxonomy.categories[0]
+            try:
+                self.render(
+                    JUDGE_TEMPLATE,
+                    categories=[c.model_dump() for c in taxonomy.categories],
+                    rules=[rule.model_dump() for rule in taxonomy.rules_for(category)],
+                    intended=category.model_dump(),
+                    item={"text": category.exemplars[0], "label": category.label},
+                )
+            except UserError as error:
+                problems.append(error.message)
         known = {self.generation_template(category) for category in taxonomy.categories}
         for path in sorted((self.root / GENERATE_DIR).glob("*.j2")):
             name = f"{GENERATE_DIR}/{path.name}"

@@ -29,19 +29,24 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pipeline.backends import Response, make_backend
+from pipeline.backends import Backend, Response, make_backend
 from pipeline.callcache import CallCache
+from pipeline.embed import VectorCache, make_embedder
 from pipeline.errors import UserError
 from pipeline.events import EventLog
+from pipeline.judges import Judge
+from pipeline.judges.llm import LLMJudge
+from pipeline.judges.offline import CentroidJudge
 from pipeline.llm import CallStats, LLMClient
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest
 from pipeline.plan import plan_round, quotas
 from pipeline.prompts import PromptLibrary
 from pipeline.stages import generate, screen
+from pipeline.stages import judge as judge_stage
 from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
 from pipeline.tally import PLAN_FILE, read_plan, tally
-from pipeline.taxonomy import GeneratorSettings, Taxonomy, load_taxonomy
+from pipeline.taxonomy import GeneratorSettings, JudgeSettings, Taxonomy, load_taxonomy
 
 #: rows per checkpoint part for the stages after generate
 ROWS_PER_BATCH = 1000
@@ -68,6 +73,9 @@ class RunOptions:
     seed: int = 0
     backend: str | None = None
     model: str | None = None
+    judge: str | None = None
+    judge_backend: str | None = None
+    judge_model: str | None = None
     fresh: bool = False
 
 
@@ -99,6 +107,7 @@ class Prepared:
     taxonomy: Taxonomy
     prompts: PromptLibrary
     generator: GeneratorSettings
+    judge: JudgeSettings
     snapshot: dict[str, Any]
 
 
@@ -107,31 +116,43 @@ def prepare(options: RunOptions) -> Prepared:
     if options.n < 1:
         raise UserError(f"--n must be at least 1 (got {options.n})")
     taxonomy = load_taxonomy(options.taxonomy_path)
+    generator = taxonomy.settings.generator.model_copy(
+        update=_backend_overrides(options.backend, options.model)
+    )
+    judge_overrides = _backend_overrides(options.judge_backend, options.judge_model)
+    if options.judge is not None:
+        judge_overrides["kind"] = options.judge
+    judge = taxonomy.settings.judge.model_copy(update=judge_overrides)
+    if judge.kind not in ("offline", "llm"):
+        raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
     prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
-    problems = prompts.check(taxonomy)
+    problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
     if problems:
         raise UserError(problems[0], details=problems[1:])
-    overrides = {
-        key: value
-        for key, value in (("backend", options.backend), ("model", options.model))
-        if value is not None
-    }
-    if "backend" in overrides and "model" not in overrides:
-        overrides["model"] = None  # the taxonomy's model belongs to the taxonomy's backend
-    generator = taxonomy.settings.generator.model_copy(update=overrides)
     snapshot = {
         "n": options.n,
         "seed": options.seed,
         "generator": generator.model_dump(),
+        "judge": judge.model_dump(),
         "taxonomy": taxonomy.model_dump(mode="json"),
         "prompts": prompts.fingerprint(),
     }
-    return Prepared(taxonomy, prompts, generator, snapshot)
+    return Prepared(taxonomy, prompts, generator, judge, snapshot)
+
+
+def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if backend is not None:
+        overrides["backend"] = backend
+        overrides["model"] = None  # the taxonomy's model belongs to the taxonomy's backend
+    if model is not None:
+        overrides["model"] = model
+    return overrides
 
 
 def run(options: RunOptions, console: Console | None = None) -> RunSummary:
     """Run (or resume) the whole job; returns per-category outcomes."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     prepared = prepare(options)
     backend = make_backend(prepared.generator.backend, prepared.generator.model)
     run_dir = RunDir(options.out)
@@ -147,9 +168,16 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             manifest.require_same_config(prepared.snapshot)
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
+        judge_parts = _JudgeParts(prepared, run_dir, backend, cache, events)
         try:
             return _run_rounds(
-                options, prepared, run_dir, manifest, LLMClient(backend, cache, events), console
+                options,
+                prepared,
+                run_dir,
+                manifest,
+                LLMClient(backend, cache, events),
+                judge_parts,
+                console,
             )
         except KeyboardInterrupt:
             manifest.data["status"] = "interrupted"
@@ -157,6 +185,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             events.write("interrupted")
             raise
         finally:
+            judge_parts.close()
             cache.close()
             events.close()
             backend.close()
@@ -168,6 +197,7 @@ def _run_rounds(
     run_dir: RunDir,
     manifest: Manifest,
     llm: LLMClient,
+    judge_parts: _JudgeParts,
     console: Console,
 ) -> RunSummary:
     taxonomy = prepared.taxonomy
@@ -199,6 +229,16 @@ def _run_rounds(
                 screen.NAME,
                 generate.NAME,
                 lambda rows: screen.run(rows, taxonomy),
+                progress,
+            )
+            judge_record = manifest.stage(round_index, judge_stage.NAME)
+            _run_row_stage(
+                run_dir,
+                manifest,
+                round_index,
+                judge_stage.NAME,
+                screen.NAME,
+                lambda rows, record=judge_record: judge_parts.run(rows, record),
                 progress,
             )
             summary.stats.calls += ctx.stats.calls
@@ -278,11 +318,7 @@ def _run_generate(
     record = manifest.stage(round_index, generate.NAME)
 
     def process(batch: pl.DataFrame) -> pl.DataFrame:
-        before = ctx.stats.as_dict()
-        rows = generate.run(batch, ctx)
-        for key, value in ctx.stats.as_dict().items():
-            record[key] = record.get(key, 0) + value - before[key]
-        return rows
+        return _counting_calls(record, ctx.stats, lambda: generate.run(batch, ctx))
 
     _run_batches(
         run_dir,
@@ -296,6 +332,76 @@ def _run_generate(
         bar,
         advance_per_batch=False,
     )
+
+
+def _counting_calls(
+    record: dict[str, Any], stats: CallStats, work: Callable[[], pl.DataFrame]
+) -> pl.DataFrame:
+    """Run `work`, adding the calls it made to the stage's record in run.json."""
+    before = stats.as_dict()
+    rows = work()
+    for key, value in stats.as_dict().items():
+        record[key] = record.get(key, 0) + value - before[key]
+    return rows
+
+
+class _JudgeParts:
+    """The judge of this run, built on first use: the offline judge embeds the exemplars, the
+    LLM judge may load a second model, and a finished run needs neither."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        run_dir: RunDir,
+        generator_backend: Backend,
+        cache: CallCache,
+        events: EventLog,
+    ) -> None:
+        self.prepared = prepared
+        self.run_dir = run_dir
+        self.generator_backend = generator_backend
+        self.cache = cache
+        self.events = events
+        self.stats = CallStats()
+        self.vectors: VectorCache | None = None
+        self._judge: Judge | None = None
+        self._closers: list[Callable[[], None]] = []
+
+    def judge(self) -> Judge:
+        if self._judge is not None:
+            return self._judge
+        settings = self.prepared.judge
+        taxonomy = self.prepared.taxonomy
+        if settings.kind == "offline":
+            self.vectors = VectorCache(
+                self.run_dir.root / "embeddings", make_embedder(settings.embedder)
+            )
+            self._closers.append(self.vectors.close)
+            self._judge = CentroidJudge(taxonomy, self.vectors, settings.min_margin)
+        else:
+            generator = self.prepared.generator
+            if (settings.backend, settings.model) == (generator.backend, generator.model):
+                backend = self.generator_backend  # one model in memory, not two
+            else:
+                backend = make_backend(settings.backend, settings.model)
+                self._closers.append(backend.close)
+            client = LLMClient(backend, self.cache, self.events)
+            self._judge = LLMJudge(taxonomy, self.prepared.prompts, client, settings, self.stats)
+        return self._judge
+
+    def run(self, rows: pl.DataFrame, record: dict[str, Any]) -> pl.DataFrame:
+        """Judge one batch, adding its calls and fresh embeddings to the stage's record."""
+        # read before the judge is built: building it embeds the exemplars, which count too
+        embedded_before = self.vectors.encoded if self.vectors else 0
+        judge = self.judge()
+        judged = _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
+        if self.vectors is not None:
+            record["embedded"] = record.get("embedded", 0) + self.vectors.encoded - embedded_before
+        return judged
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
 
 
 def _run_row_stage(

@@ -48,6 +48,19 @@ class GeneratorSettings(StrictModel):
     max_tokens: int = Field(320, ge=16, le=8192)
 
 
+class JudgeSettings(StrictModel):
+    """Which judge decides what is kept: `offline` (embedding classifier) or `llm`."""
+
+    kind: Literal["offline", "llm"] = "offline"
+    embedder: str = "e5"
+    min_margin: float = Field(0.0, ge=-1.0, le=1.0)
+    backend: str = "local"
+    model: str | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=16, le=8192)
+    max_attempts: int = Field(3, ge=1, le=10)
+
+
 class Settings(StrictModel):
     """Run-wide defaults that live with the taxonomy so a run is reproducible from it."""
 
@@ -60,6 +73,7 @@ class Settings(StrictModel):
     calls_per_batch: int = Field(4, ge=1, le=1000)
     max_calls_per_round: int = Field(500, ge=1)
     generator: GeneratorSettings = GeneratorSettings()
+    judge: JudgeSettings = JudgeSettings()
 
 
 class ScreenSettings(StrictModel):

@@ -291,3 +291,78 @@ def test_screened_out_rows_stay_with_reasons_and_do_not_count(tmp_path: Path) ->
     status = run_synth("status", out)
     screen_line = next(line for line in status.stdout.splitlines() if " screen " in line)
     assert re.search(rf"\b{screened.filter(pl.col('round') == 1).height}\b.*\b0\b", screen_line)
+
+
+def test_judge_checkpoint_keeps_every_row_with_its_verdict(finished_run: tuple[Path, Path]) -> None:
+    _, out = finished_run
+    screened = pl.read_parquet(out / "round-*" / "screen" / "*.parquet")
+    judged = pl.read_parquet(out / "round-*" / "judge" / "*.parquet")
+    assert judged.height == screened.height
+    reached_judge = judged.filter(
+        pl.col("rejected_by").is_null() | (pl.col("rejected_by") == "judge")
+    )
+    assert reached_judge["judge_category"].null_count() == 0
+    assert reached_judge["judge_score"].is_between(0, 1).all()
+    off = judged.filter(pl.col("reject_reason").str.starts_with("off_category:"))
+    assert (off["reject_reason"].str.strip_prefix("off_category:") == off["judge_category"]).all()
+    kept = judged.filter(pl.col("rejected_by").is_null())
+    assert (kept["judge_category"] == kept["category"]).all()
+
+
+def test_inspect_groups_rejected_rows_by_reason(finished_run: tuple[Path, Path]) -> None:
+    _, out = finished_run
+    judged = pl.read_parquet(out / "round-*" / "judge" / "*.parquet")
+    rejected = judged.filter(pl.col("rejected_by") == "judge")
+    result = run_synth("inspect", out, "--stage", "judge", "--rejected", "--limit", "1")
+    assert result.returncode == 0, result.stderr
+    assert f"judge: {rejected.height} rows" in result.stdout
+    for reason, count in rejected.group_by("reject_reason").len().iter_rows():
+        assert f"{reason} ({count})" in result.stdout
+    assert "kept (" not in result.stdout
+
+    kept = run_synth("inspect", out, "--stage", "screen", "--kept")
+    assert kept.returncode == 0 and "kept (" in kept.stdout
+    bad = run_synth("inspect", out, "--stage", "polish")
+    assert bad.returncode == 2 and "unknown stage 'polish'" in bad.stderr
+
+
+def test_resumed_judge_reuses_cached_vectors(tmp_path: Path) -> None:
+    taxonomy = write_taxonomy(tmp_path, settings={"items_per_call": 4})
+    out = tmp_path / "out"
+    assert run_synth("run", "--taxonomy", taxonomy, "--n", "4", "--out", out).returncode == 0
+    record = json.loads((out / "run.json").read_text())["stages"]["round-001/judge"]
+    exemplars = len(yaml.safe_load(taxonomy.read_text("utf-8"))["categories"][0]["exemplars"])
+    assert record["embedded"] > exemplars
+    # as if the run had died before its judge part was written
+    for part in (out / "round-001" / "judge").glob("part-*.parquet"):
+        part.unlink()
+    result = run_synth("run", "--taxonomy", taxonomy, "--n", "4", "--out", out)
+    assert result.returncode == 0, result.stderr
+    again = json.loads((out / "run.json").read_text())["stages"]["round-001/judge"]
+    assert again["embedded"] == record["embedded"], "no text was embedded a second time"
+    assert list((out / "round-001" / "judge").glob("part-*.parquet"))
+
+
+def test_llm_judge_runs_end_to_end_on_the_local_model(small_taxonomy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_synth(
+        "run", "--taxonomy", small_taxonomy, "--n", "2", "--out", out, "--judge", "llm"
+    )
+    assert result.returncode == 0, result.stderr
+    judged = pl.read_parquet(out / "round-*" / "judge" / "*.parquet")
+    reached = judged.filter(pl.col("rejected_by").is_null() | (pl.col("rejected_by") == "judge"))
+    assert reached.height > 0
+    assert reached["judge_reason"].null_count() == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["config"]["judge"]["kind"] == "llm"
+    judge_calls = sum(
+        record.get("calls", 0)
+        for key, record in manifest["stages"].items()
+        if key.endswith("judge")
+    )
+    assert judge_calls >= reached.height
+    # replayed, not paid again
+    rerun = run_synth(
+        "run", "--taxonomy", small_taxonomy, "--n", "2", "--out", out, "--judge", "llm"
+    )
+    assert rerun.returncode == 0 and "0 model calls" in rerun.stdout

@@ -7,6 +7,7 @@ open numbered list the generation prompts end with, never chat.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ class LocalBackend(Backend):
         self._model_name = Path(model).stem if model else DEFAULT_MODEL
         self._n_ctx = n_ctx
         self._llama: Any = None
+        self._grammars: dict[str, Any] = {}
 
     @property
     def model(self) -> str:
@@ -95,6 +97,7 @@ class LocalBackend(Backend):
         if request.prompt is None:
             raise ValueError("the local backend's bundled model is a base model: send a prompt")
         llama = self._load()
+        grammar = self._grammar(request.json_schema) if request.json_schema else None
         started = time.perf_counter()
         output = llama.create_completion(
             request.prompt,
@@ -104,6 +107,7 @@ class LocalBackend(Backend):
             seed=request.seed,
             stop=list(request.stop) or None,
             repeat_penalty=1.1,
+            grammar=grammar,
         )
         choice = output["choices"][0]
         usage = output.get("usage") or {}
@@ -114,6 +118,15 @@ class LocalBackend(Backend):
             output_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=time.perf_counter() - started,
         )
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        """A GBNF grammar that only admits JSON matching `schema` (built once per schema)."""
+        from llama_cpp import LlamaGrammar
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
 
     def close(self) -> None:
         if self._llama is not None:

@@ -1,0 +1,40 @@
+"""Per-class precision, recall and F1, the table safety papers report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+def per_class_scores(truth: Sequence[str], predicted: Sequence[str]) -> list[ClassScore]:
+    """One score per label that occurs in `truth`, in sorted order."""
+    scores = []
+    for label in sorted(set(truth)):
+        true_positive = sum(
+            t == label and p == label for t, p in zip(truth, predicted, strict=True)
+        )
+        predicted_count = sum(p == label for p in predicted)
+        support = sum(t == label for t in truth)
+        precision = true_positive / predicted_count if predicted_count else 0.0
+        recall = true_positive / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores.append(ClassScore(label, precision, recall, f1, support))
+    return scores
+
+
+def macro_f1(scores: Sequence[ClassScore]) -> float:
+    return sum(score.f1 for score in scores) / len(scores) if scores else 0.0
+
+
+def weighted_f1(scores: Sequence[ClassScore]) -> float:
+    total = sum(score.support for score in scores)
+    return sum(score.f1 * score.support for score in scores) / total if total else 0.0
