@@ -94,6 +94,14 @@ def run(
     judge_model: Annotated[
         str | None, typer.Option(help="Model of the LLM judge; may be stronger than the generator.")
     ] = None,
+    fuzzy_threshold: Annotated[
+        float | None,
+        typer.Option(help="Dedup: fuzz.ratio (0-100) at which two queries are duplicates."),
+    ] = None,
+    embedding_threshold: Annotated[
+        float | None,
+        typer.Option(help="Dedup: cosine (0-1) at which two queries are duplicates."),
+    ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete this run's outputs and start over.")
     ] = False,
@@ -116,6 +124,8 @@ def run(
         judge=judge,
         judge_backend=judge_backend,
         judge_model=judge_model,
+        fuzzy_threshold=fuzzy_threshold,
+        embedding_threshold=embedding_threshold,
         fresh=fresh,
     )
     with user_errors():
@@ -164,7 +174,9 @@ def status(
 @app.command()
 def inspect(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (the --out of synth run).")],
-    stage: Annotated[str, typer.Option(help="Stage to show: generate, screen or judge.")] = "judge",
+    stage: Annotated[
+        str, typer.Option(help="Stage to show: generate, screen, dedup or judge.")
+    ] = "judge",
     rejected: Annotated[
         bool, typer.Option("--rejected", help="Only rows this stage rejected.")
     ] = False,

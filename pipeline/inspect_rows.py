@@ -20,9 +20,16 @@ from pipeline.tally import STAGES
 #: extra columns worth seeing per stage, when present
 STAGE_COLUMNS = {
     "screen": ["screen_flags"],
+    "dedup": ["dup_of_text", "dup_score"],
     "judge": ["judge_score", "judge_reason"],
 }
-HEADERS = {"judge_score": "score", "judge_reason": "judge says", "screen_flags": "flags"}
+HEADERS = {
+    "judge_score": "score",
+    "judge_reason": "judge says",
+    "screen_flags": "flags",
+    "dup_of_text": "duplicate of (keeper)",
+    "dup_score": "score",
+}
 
 
 def load_stage(root: Path, stage: str) -> pl.DataFrame:
@@ -82,7 +89,8 @@ def render_groups(rows: pl.DataFrame, stage: str, limit: int) -> Group:
         table.add_column("category", max_width=16, overflow="fold")
         table.add_column("text", ratio=3, overflow="fold")
         for column in extra:
-            table.add_column(HEADERS.get(column, column), ratio=1, overflow="fold")
+            wide = column in ("dup_of_text", "judge_reason")
+            table.add_column(HEADERS.get(column, column), ratio=3 if wide else 1, overflow="fold")
         examples = grouped.filter(pl.col("_group") == group).sort("round", "id").head(limit)
         for row in examples.select("round", "category", "text", *extra).iter_rows():
             table.add_row(*(_cell(value) for value in row))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -42,11 +43,18 @@ from pipeline.lock import RunLock
 from pipeline.manifest import Manifest
 from pipeline.plan import plan_round, quotas
 from pipeline.prompts import PromptLibrary
+from pipeline.stages import dedup as dedup_stage
 from pipeline.stages import generate, screen
 from pipeline.stages import judge as judge_stage
 from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
-from pipeline.tally import PLAN_FILE, read_plan, tally
-from pipeline.taxonomy import GeneratorSettings, JudgeSettings, Taxonomy, load_taxonomy
+from pipeline.tally import PLAN_FILE, kept_rows, read_plan, tally
+from pipeline.taxonomy import (
+    DedupSettings,
+    GeneratorSettings,
+    JudgeSettings,
+    Taxonomy,
+    load_taxonomy,
+)
 
 #: rows per checkpoint part for the stages after generate
 ROWS_PER_BATCH = 1000
@@ -76,6 +84,8 @@ class RunOptions:
     judge: str | None = None
     judge_backend: str | None = None
     judge_model: str | None = None
+    fuzzy_threshold: float | None = None
+    embedding_threshold: float | None = None
     fresh: bool = False
 
 
@@ -108,6 +118,7 @@ class Prepared:
     prompts: PromptLibrary
     generator: GeneratorSettings
     judge: JudgeSettings
+    dedup: DedupSettings
     snapshot: dict[str, Any]
 
 
@@ -125,6 +136,15 @@ def prepare(options: RunOptions) -> Prepared:
     judge = taxonomy.settings.judge.model_copy(update=judge_overrides)
     if judge.kind not in ("offline", "llm"):
         raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
+    dedup_overrides: dict[str, Any] = {}
+    if options.fuzzy_threshold is not None:
+        dedup_overrides["fuzzy_threshold"] = options.fuzzy_threshold
+    if options.embedding_threshold is not None:
+        dedup_overrides["embedding_threshold"] = options.embedding_threshold
+    try:
+        dedup = DedupSettings.model_validate({**taxonomy.dedup.model_dump(), **dedup_overrides})
+    except ValidationError as error:
+        raise UserError(f"dedup threshold: {error.errors()[0]['msg']}") from None
     prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
     problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
     if problems:
@@ -134,10 +154,11 @@ def prepare(options: RunOptions) -> Prepared:
         "seed": options.seed,
         "generator": generator.model_dump(),
         "judge": judge.model_dump(),
+        "dedup": dedup.model_dump(),
         "taxonomy": taxonomy.model_dump(mode="json"),
         "prompts": prompts.fingerprint(),
     }
-    return Prepared(taxonomy, prompts, generator, judge, snapshot)
+    return Prepared(taxonomy, prompts, generator, judge, dedup, snapshot)
 
 
 def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]:
@@ -168,7 +189,8 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             manifest.require_same_config(prepared.snapshot)
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
-        judge_parts = _JudgeParts(prepared, run_dir, backend, cache, events)
+        vector_caches = _VectorCaches(run_dir.root / "embeddings")
+        judge_parts = _JudgeParts(prepared, run_dir, backend, cache, events, vector_caches)
         try:
             return _run_rounds(
                 options,
@@ -177,6 +199,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
                 manifest,
                 LLMClient(backend, cache, events),
                 judge_parts,
+                vector_caches,
                 console,
             )
         except KeyboardInterrupt:
@@ -186,6 +209,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             raise
         finally:
             judge_parts.close()
+            vector_caches.close()
             cache.close()
             events.close()
             backend.close()
@@ -198,6 +222,7 @@ def _run_rounds(
     manifest: Manifest,
     llm: LLMClient,
     judge_parts: _JudgeParts,
+    vector_caches: _VectorCaches,
     console: Console,
 ) -> RunSummary:
     taxonomy = prepared.taxonomy
@@ -231,14 +256,37 @@ def _run_rounds(
                 lambda rows: screen.run(rows, taxonomy),
                 progress,
             )
+            dedup_record = manifest.stage(round_index, dedup_stage.NAME)
+            _run_row_stage(
+                run_dir,
+                manifest,
+                round_index,
+                dedup_stage.NAME,
+                screen.NAME,
+                lambda rows, record=dedup_record, r=round_index: vector_caches.counting(
+                    record,
+                    lambda: dedup_stage.run(
+                        rows,
+                        prepared.dedup,
+                        _dedup_reference(run_dir, taxonomy, r),
+                        vector_caches.get(prepared.dedup.embedder)
+                        if prepared.dedup.embedding_threshold is not None
+                        else None,
+                    ),
+                ),
+                progress,
+                whole_round=True,
+            )
             judge_record = manifest.stage(round_index, judge_stage.NAME)
             _run_row_stage(
                 run_dir,
                 manifest,
                 round_index,
                 judge_stage.NAME,
-                screen.NAME,
-                lambda rows, record=judge_record: judge_parts.run(rows, record),
+                dedup_stage.NAME,
+                lambda rows, record=judge_record: vector_caches.counting(
+                    record, lambda: judge_parts.run(rows, record)
+                ),
                 progress,
             )
             summary.stats.calls += ctx.stats.calls
@@ -345,6 +393,43 @@ def _counting_calls(
     return rows
 
 
+class _VectorCaches:
+    """One vector cache per embedder, opened on first use and shared by dedup and the judge."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._caches: dict[str, VectorCache] = {}
+
+    def get(self, embedder: str) -> VectorCache:
+        if embedder not in self._caches:
+            self._caches[embedder] = VectorCache(self.directory, make_embedder(embedder))
+        return self._caches[embedder]
+
+    def counting(self, record: dict[str, Any], work: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+        """Run `work`, adding the texts it embedded (not found in a cache) to `record`."""
+        before = sum(cache.encoded for cache in self._caches.values())
+        rows = work()
+        after = sum(cache.encoded for cache in self._caches.values())
+        record["embedded"] = record.get("embedded", 0) + after - before
+        return rows
+
+    def close(self) -> None:
+        for cache in self._caches.values():
+            cache.close()
+
+
+def _dedup_reference(run_dir: RunDir, taxonomy: Taxonomy, round_index: int) -> pl.DataFrame:
+    """Exemplars, then items accepted in earlier rounds: what this round's rows must not repeat."""
+    frames = [dedup_stage.exemplar_reference(taxonomy)]
+    for earlier in range(1, round_index):
+        kept = kept_rows(run_dir, earlier)
+        if kept is not None and kept.height:
+            frames.append(
+                kept.select("id", "text").with_columns(pl.lit("earlier_round").alias("source"))
+            )
+    return pl.concat(frames, how="vertical_relaxed")
+
+
 class _JudgeParts:
     """The judge of this run, built on first use: the offline judge embeds the exemplars, the
     LLM judge may load a second model, and a finished run needs neither."""
@@ -356,14 +441,15 @@ class _JudgeParts:
         generator_backend: Backend,
         cache: CallCache,
         events: EventLog,
+        vector_caches: _VectorCaches,
     ) -> None:
         self.prepared = prepared
+        self.vector_caches = vector_caches
         self.run_dir = run_dir
         self.generator_backend = generator_backend
         self.cache = cache
         self.events = events
         self.stats = CallStats()
-        self.vectors: VectorCache | None = None
         self._judge: Judge | None = None
         self._closers: list[Callable[[], None]] = []
 
@@ -373,11 +459,8 @@ class _JudgeParts:
         settings = self.prepared.judge
         taxonomy = self.prepared.taxonomy
         if settings.kind == "offline":
-            self.vectors = VectorCache(
-                self.run_dir.root / "embeddings", make_embedder(settings.embedder)
-            )
-            self._closers.append(self.vectors.close)
-            self._judge = CentroidJudge(taxonomy, self.vectors, settings.min_margin)
+            vectors = self.vector_caches.get(settings.embedder)
+            self._judge = CentroidJudge(taxonomy, vectors, settings.min_margin)
         else:
             generator = self.prepared.generator
             if (settings.backend, settings.model) == (generator.backend, generator.model):
@@ -390,14 +473,9 @@ class _JudgeParts:
         return self._judge
 
     def run(self, rows: pl.DataFrame, record: dict[str, Any]) -> pl.DataFrame:
-        """Judge one batch, adding its calls and fresh embeddings to the stage's record."""
-        # read before the judge is built: building it embeds the exemplars, which count too
-        embedded_before = self.vectors.encoded if self.vectors else 0
+        """Judge one batch, adding its calls to the stage's record."""
         judge = self.judge()
-        judged = _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
-        if self.vectors is not None:
-            record["embedded"] = record.get("embedded", 0) + self.vectors.encoded - embedded_before
-        return judged
+        return _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
 
     def close(self) -> None:
         for close in self._closers:
@@ -412,8 +490,10 @@ def _run_row_stage(
     previous_stage: str,
     process: Callable[[pl.DataFrame], pl.DataFrame],
     progress: Progress,
+    whole_round: bool = False,
 ) -> None:
-    """A stage over the previous stage's rows of this round, in batches of `ROWS_PER_BATCH`."""
+    """A stage over the previous stage's rows of this round, in batches of `ROWS_PER_BATCH`,
+    or all at once for a stage that must see the whole round (dedup)."""
     rows = run_dir.read_stage(round_index, previous_stage)
     if rows is None:
         raise RuntimeError(f"round {round_index}: {stage} ran before {previous_stage} finished")
@@ -424,7 +504,7 @@ def _run_row_stage(
         round_index,
         stage,
         rows,
-        ROWS_PER_BATCH,
+        max(rows.height, 1) if whole_round else ROWS_PER_BATCH,
         process,
         progress,
         bar,

@@ -11,7 +11,7 @@ from pipeline.store import RunDir
 
 PLAN_FILE = "plan.parquet"
 #: the stages of a round in order; the last one's kept rows are the round's accepted items
-STAGES = ("generate", "screen", "judge")
+STAGES = ("generate", "screen", "dedup", "judge")
 
 
 @dataclass

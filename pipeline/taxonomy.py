@@ -91,6 +91,22 @@ class ScreenSettings(StrictModel):
         return self
 
 
+class DedupSettings(StrictModel):
+    """Thresholds for near-duplicate removal, tuned for short Korean queries."""
+
+    fuzzy_threshold: float = Field(90.0, ge=0.0, le=100.0)
+    embedding_threshold: float | None = Field(0.95, ge=0.0, le=1.0)
+    embedder: str = "e5"
+    num_perm: int = Field(128, ge=8, le=1024)
+    bands: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> DedupSettings:
+        if self.num_perm % self.bands:
+            raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm})")
+        return self
+
+
 class Category(StrictModel):
     """A harm (or safe contrast) category with everything needed to generate and answer it."""
 
@@ -128,6 +144,7 @@ class Taxonomy(StrictModel):
     version: Literal[1] = 1
     settings: Settings = Settings()
     screen: ScreenSettings = ScreenSettings()
+    dedup: DedupSettings = DedupSettings()
     rules: list[Rule] = []
     categories: list[Category] = Field(min_length=1)
 

@@ -326,21 +326,38 @@ def test_inspect_groups_rejected_rows_by_reason(finished_run: tuple[Path, Path])
     assert bad.returncode == 2 and "unknown stage 'polish'" in bad.stderr
 
 
-def test_resumed_judge_reuses_cached_vectors(tmp_path: Path) -> None:
+def _embedded(out: Path) -> int:
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    return sum(record.get("embedded", 0) for record in stages.values())
+
+
+def test_resumed_run_reuses_cached_vectors(tmp_path: Path) -> None:
     taxonomy = write_taxonomy(tmp_path, settings={"items_per_call": 4})
     out = tmp_path / "out"
     assert run_synth("run", "--taxonomy", taxonomy, "--n", "4", "--out", out).returncode == 0
-    record = json.loads((out / "run.json").read_text())["stages"]["round-001/judge"]
-    exemplars = len(yaml.safe_load(taxonomy.read_text("utf-8"))["categories"][0]["exemplars"])
-    assert record["embedded"] > exemplars
-    # as if the run had died before its judge part was written
-    for part in (out / "round-001" / "judge").glob("part-*.parquet"):
-        part.unlink()
+    embedded = _embedded(out)
+    exemplars = sum(len(c["exemplars"]) for c in yaml.safe_load(taxonomy.read_text())["categories"])
+    assert embedded > exemplars, "exemplars and generated rows were embedded once"
+    # as if the run had died before its dedup and judge parts were written
+    for stage in ("dedup", "judge"):
+        for part in (out / "round-001" / stage).glob("part-*.parquet"):
+            part.unlink()
     result = run_synth("run", "--taxonomy", taxonomy, "--n", "4", "--out", out)
     assert result.returncode == 0, result.stderr
-    again = json.loads((out / "run.json").read_text())["stages"]["round-001/judge"]
-    assert again["embedded"] == record["embedded"], "no text was embedded a second time"
+    assert _embedded(out) == embedded, "no text was embedded a second time"
     assert list((out / "round-001" / "judge").glob("part-*.parquet"))
+
+
+def test_dedup_checkpoint_holds_every_row_with_its_cluster(finished_run: tuple[Path, Path]) -> None:
+    _, out = finished_run
+    screened = pl.read_parquet(out / "round-*" / "screen" / "*.parquet")
+    deduped = pl.read_parquet(out / "round-*" / "dedup" / "*.parquet")
+    assert deduped.height == screened.height
+    reached = deduped.filter(pl.col("rejected_by").is_null() | (pl.col("rejected_by") == "dedup"))
+    assert reached["cluster_id"].null_count() == 0
+    duplicates = deduped.filter(pl.col("rejected_by") == "dedup")
+    assert duplicates["dup_of"].null_count() == 0 and duplicates["dup_reason"].null_count() == 0
+    assert duplicates["reject_reason"].str.contains("duplicate").all()
 
 
 def test_llm_judge_runs_end_to_end_on_the_local_model(small_taxonomy: Path, tmp_path: Path) -> None:
