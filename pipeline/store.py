@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +23,14 @@ PART_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
 ROUND_PATTERN = re.compile(r"^round-(\d{3})$")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    write_atomic(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
-
-
-def write_parquet_atomic(path: Path, frame: pl.DataFrame) -> None:
+def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """`write` fills a temp file in the same directory; fsync, then rename over `path`, so
+    readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        frame.write_parquet(temp_name)
+        write(temp_name)
         with open(temp_name, "rb") as temp_file:
             os.fsync(temp_file.fileno())
         os.replace(temp_name, path)
@@ -55,6 +38,18 @@ def write_parquet_atomic(path: Path, frame: pl.DataFrame) -> None:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    replace_atomically(path, lambda name: Path(name).write_bytes(data))
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def write_parquet_atomic(path: Path, frame: pl.DataFrame) -> None:
+    replace_atomically(path, frame.write_parquet)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -97,8 +97,8 @@ class DedupSettings(StrictModel):
     fuzzy_threshold: float = Field(90.0, ge=0.0, le=100.0)
     embedding_threshold: float | None = Field(0.95, ge=0.0, le=1.0)
     embedder: str = "e5"
-    num_perm: int = Field(128, ge=8, le=1024)
-    bands: int = Field(32, ge=1)
+    num_perm: int = Field(120, ge=8, le=1024)
+    bands: int = Field(20, ge=1)
 
     @model_validator(mode="after")
     def _bands_divide(self) -> DedupSettings:

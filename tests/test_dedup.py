@@ -164,7 +164,7 @@ def test_minhash_lsh_finds_planted_korean_edits_like_all_pairs_does() -> None:
         for j in range(i + 1, len(texts)):
             if fuzz.ratio(texts[i], texts[j], score_cutoff=90):
                 truth.add((i, j))
-    found = {(i, j) for i, j, _ in fuzzy_matches(texts, 90, 128, 32)}
+    found = {(i, j) for i, j, _ in fuzzy_matches(texts, 90, SETTINGS.num_perm, SETTINGS.bands)}
     assert found <= truth, "every reported pair is a true pair"
     assert len(found) >= 0.95 * len(truth)
 
