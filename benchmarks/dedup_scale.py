@@ -103,10 +103,15 @@ PLACES = [
 SYLLABLES = [chr(code) for code in range(0xAC00, 0xD7A4, 37)]
 
 
-def make_queries(n: int, seed: int) -> list[str]:
-    """Korean queries from slot lists plus a random 3-syllable tag (so the background is not a
-    small product space), with about 20% planted near-duplicates of earlier queries: a particle
-    or spacing edit, a politer ending, swapped clauses, a place swapped for another, a typo."""
+def make_queries(n: int, seed: int, dense: bool = False) -> list[str]:
+    """Korean queries from slot lists plus random syllable tags, with about 20% planted
+    near-duplicates of earlier queries: a particle or spacing edit, a politer ending, swapped
+    clauses, a place swapped for another, a typo.
+
+    By default each query carries two random tags (a 3-syllable name and a 2-syllable place),
+    so the background is diverse and near-duplicates are the planted ones. `dense` keeps one
+    3-syllable tag: the ~75k slot combinations then repeat at 1M rows and most rows have
+    accidental near-duplicates (ratio ~90), the worst case for candidate generation."""
     rng = np.random.default_rng(seed)
     texts: list[str] = []
     for index in range(n):
@@ -133,26 +138,38 @@ def make_queries(n: int, seed: int) -> list[str]:
             continue
         tag = "".join(rng.choice(SYLLABLES, size=3))
         plain, _ = ENDINGS[int(rng.integers(0, len(ENDINGS)))]
+        place = (
+            str(rng.choice(PLACES)) if dense else "".join(rng.choice(SYLLABLES, size=2)) + "에서"
+        )
         texts.append(
-            f"{rng.choice(PLACES)} {tag}, {rng.choice(WHO)}의 {rng.choice(WHAT)} "
-            f"{rng.choice(HOW)} {plain}"
+            f"{place} {tag}, {rng.choice(WHO)}의 {rng.choice(WHAT)} {rng.choice(HOW)} {plain}"
         )
     return texts
 
 
 def make_vectors(n: int, seed: int, dim: int = 384) -> np.ndarray:
-    """Clustered unit vectors with about 10% noisy copies (cosine to their source ~0.97-0.99)."""
+    """Clustered unit vectors with about 10% noisy copies (cosine to their source ~0.97-0.99).
+
+    Built in chunks into one float32 array, so generating 1M rows peaks near the array's own
+    1.5 GB and the passes' peak memory is theirs, not the generator's."""
     rng = np.random.default_rng(seed)
     n_centres = max(10, n // 100)
     centres = rng.standard_normal((n_centres, dim), dtype=np.float32)
-    vectors = centres[rng.integers(0, n_centres, n)]
-    vectors += 0.9 * rng.standard_normal((n, dim), dtype=np.float32)
-    copies = rng.random(n) < 0.1
-    sources = rng.integers(0, n, int(copies.sum()))
-    vectors[copies] = vectors[sources] + 0.12 * rng.standard_normal(
-        (int(copies.sum()), dim), dtype=np.float32
-    )
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.empty((n, dim), dtype=np.float32)
+    chunk = 100_000
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        vectors[start:stop] = centres[rng.integers(0, n_centres, stop - start)]
+        vectors[start:stop] += 0.9 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+    copies = np.flatnonzero(rng.random(n) < 0.1)
+    sources = rng.integers(0, n, len(copies))
+    for start in range(0, len(copies), chunk):
+        rows, of = copies[start : start + chunk], sources[start : start + chunk]
+        noise = 0.12 * rng.standard_normal((len(rows), dim), dtype=np.float32)
+        vectors[rows] = vectors[of] + noise
+    for start in range(0, n, chunk):
+        block = vectors[start : start + chunk]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     return vectors
 
 
@@ -160,10 +177,10 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(job: str, n: int, seed: int) -> dict:
+def worker(job: str, n: int, seed: int, dense: bool) -> dict:
     """One measured pass in a fresh process, so its peak memory is its own."""
     if job == "fuzzy":
-        keys = [dedup_key(text) for text in make_queries(n, seed)]
+        keys = [dedup_key(text) for text in make_queries(n, seed, dense)]
         base = _peak_mib()
         started = time.perf_counter()
         pairs = fuzzy_matches(keys, FUZZY_THRESHOLD, SETTINGS.num_perm, SETTINGS.bands)
@@ -204,9 +221,10 @@ def worker(job: str, n: int, seed: int) -> dict:
     }
 
 
-def run_worker(job: str, n: int, seed: int) -> dict:
+def run_worker(job: str, n: int, seed: int, dense: bool) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--worker", job, "--sizes", str(n), "--seed", str(seed)],
+        [sys.executable, __file__, "--worker", job, "--sizes", str(n), "--seed", str(seed)]
+        + (["--dense"] if dense else []),
         check=True,
         capture_output=True,
         text=True,
@@ -276,9 +294,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=["fuzzy", "embedding", "semhash"])
     parser.add_argument("--no-semhash", action="store_true")
+    parser.add_argument(
+        "--passes", nargs="+", choices=["fuzzy", "embedding"], default=["fuzzy", "embedding"]
+    )
+    parser.add_argument(
+        "--dense",
+        action="store_true",
+        help="template-dense queries (see make_queries): the worst case",
+    )
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.sizes[0], args.seed)))
+        print(json.dumps(worker(args.worker, args.sizes[0], args.seed, args.dense)))
         return
     try:
         import semhash  # noqa: F401
@@ -286,41 +312,56 @@ def main() -> None:
         with_semhash = not args.no_semhash
     except ImportError:
         with_semhash = False
-    print(f"e5 encoding: {e5_throughput():.0f} queries/s")
+    if "embedding" in args.passes:
+        print(f"e5 encoding: {e5_throughput():.0f} queries/s")
+    print(f"queries: {'dense templates' if args.dense else 'diverse background'}")
     for n in args.sizes:
         rng = np.random.default_rng(n)
         full = n <= FULL_REFERENCE_LIMIT
         rows = np.arange(n) if full else np.sort(rng.choice(n, SAMPLE_ROWS, replace=False))
-        keys = [dedup_key(text) for text in make_queries(n, args.seed)]
-        fuzzy = run_worker("fuzzy", n, args.seed)
-        truth, cdist_seconds = fuzzy_reference(keys, rows)
-        naive = cdist_seconds if full else cdist_seconds * n / len(rows) / 2
-        recall, precision = score(fuzzy["pairs"], truth, None if full else rows)
-        print(
-            f"n={n} fuzzy: {fuzzy['seconds']:.1f}s peak {fuzzy['peak_mib']:.0f}MiB "
-            f"(+{fuzzy['extra_mib']:.0f}) recall {recall:.3f} precision {precision:.3f} "
-            f"pairs {len(fuzzy['pairs'])}; naive cdist {naive:.1f}s"
-            f"{'' if full else ' (extrapolated from sampled rows)'} = "
-            f"{naive / fuzzy['seconds']:.1f}x slower"
+        if "fuzzy" in args.passes:
+            fuzzy_pass(n, args, rows, full)
+        if "embedding" in args.passes:
+            embedding_pass(n, args, rows, full, with_semhash)
+
+
+def fuzzy_pass(n: int, args: argparse.Namespace, rows: np.ndarray, full: bool) -> None:
+    keys = [dedup_key(text) for text in make_queries(n, args.seed, args.dense)]
+    fuzzy = run_worker("fuzzy", n, args.seed, args.dense)
+    truth, cdist_seconds = fuzzy_reference(keys, rows)
+    naive = cdist_seconds if full else cdist_seconds * n / len(rows) / 2
+    recall, precision = score(fuzzy["pairs"], truth, None if full else rows)
+    print(
+        f"n={n} fuzzy: {fuzzy['seconds']:.1f}s peak {fuzzy['peak_mib']:.0f}MiB "
+        f"(+{fuzzy['extra_mib']:.0f}) recall {recall:.3f} precision {precision:.3f} "
+        f"pairs {len(fuzzy['pairs'])}; naive cdist {naive:.1f}s"
+        f"{'' if full else ' (extrapolated from sampled rows)'} = "
+        f"{naive / fuzzy['seconds']:.1f}x slower",
+        flush=True,
+    )
+
+
+def embedding_pass(
+    n: int, args: argparse.Namespace, rows: np.ndarray, full: bool, with_semhash: bool
+) -> None:
+    vectors = make_vectors(n, args.seed)
+    truth = vector_reference(vectors, rows)
+    del vectors
+    embedding = run_worker("embedding", n, args.seed, args.dense)
+    recall, precision = score(embedding["pairs"], truth, None if full else rows)
+    line = (
+        f"n={n} embedding: {embedding['seconds']:.1f}s peak {embedding['peak_mib']:.0f}MiB "
+        f"(+{embedding['extra_mib']:.0f}) recall {recall:.3f} precision {precision:.3f} "
+        f"pairs {len(embedding['pairs'])}"
+    )
+    if with_semhash:
+        semhash_run = run_worker("semhash", n, args.seed, args.dense)
+        line += (
+            f"; semhash self_deduplicate {semhash_run['seconds']:.1f}s peak "
+            f"{semhash_run['peak_mib']:.0f}MiB = "
+            f"{semhash_run['seconds'] / embedding['seconds']:.1f}x our time"
         )
-        vectors = make_vectors(n, args.seed)
-        truth = vector_reference(vectors, rows)
-        del vectors
-        embedding = run_worker("embedding", n, args.seed)
-        recall, precision = score(embedding["pairs"], truth, None if full else rows)
-        line = (
-            f"n={n} embedding: {embedding['seconds']:.1f}s peak {embedding['peak_mib']:.0f}MiB "
-            f"(+{embedding['extra_mib']:.0f}) recall {recall:.3f} precision {precision:.3f} "
-            f"pairs {len(embedding['pairs'])}"
-        )
-        if with_semhash:
-            semhash_run = run_worker("semhash", n, args.seed)
-            line += (
-                f"; semhash self_deduplicate {semhash_run['seconds']:.1f}s peak "
-                f"{semhash_run['peak_mib']:.0f}MiB = "
-                f"{semhash_run['seconds'] / embedding['seconds']:.1f}x our time"
-            )
-        print(line, flush=True)
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
