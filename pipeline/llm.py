@@ -33,6 +33,10 @@ class CallStats:
             self.input_tokens += response.input_tokens
             self.output_tokens += response.output_tokens
 
+    def merge(self, other: CallStats) -> None:
+        for key, value in other.as_dict().items():
+            setattr(self, key, getattr(self, key) + value)
+
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
 

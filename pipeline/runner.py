@@ -289,10 +289,8 @@ def _run_rounds(
                 ),
                 progress,
             )
-            summary.stats.calls += ctx.stats.calls
-            summary.stats.cache_hits += ctx.stats.cache_hits
-            summary.stats.input_tokens += ctx.stats.input_tokens
-            summary.stats.output_tokens += ctx.stats.output_tokens
+            summary.stats.merge(ctx.stats)
+    summary.stats.merge(judge_parts.stats)  # LLM-judge calls, summed over every round
     final = tally(run_dir, run_dir.rounds())
     for category, quota in quota_by_category.items():
         outcome = CategoryOutcome(

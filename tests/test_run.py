@@ -378,6 +378,12 @@ def test_llm_judge_runs_end_to_end_on_the_local_model(small_taxonomy: Path, tmp_
         if key.endswith("judge")
     )
     assert judge_calls >= reached.height
+    generator_calls = sum(
+        record.get("calls", 0)
+        for key, record in manifest["stages"].items()
+        if key.endswith("generate")
+    )
+    assert f"{generator_calls + judge_calls} model calls" in result.stdout
     # replayed, not paid again
     rerun = run_synth(
         "run", "--taxonomy", small_taxonomy, "--n", "2", "--out", out, "--judge", "llm"
