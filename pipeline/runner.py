@@ -144,7 +144,9 @@ def prepare(options: RunOptions) -> Prepared:
     try:
         dedup = DedupSettings.model_validate({**taxonomy.dedup.model_dump(), **dedup_overrides})
     except ValidationError as error:
-        raise UserError(f"dedup threshold: {error.errors()[0]['msg']}") from None
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "dedup"
+        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
     prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
     problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
     if problems:
