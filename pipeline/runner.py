@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pipeline.backends import Backend, Response, make_backend
+from pipeline.backends import Backend, Response, make_backend, require_known_backend
 from pipeline.callcache import CallCache
 from pipeline.embed import VectorCache, make_embedder
 from pipeline.errors import UserError
@@ -147,6 +147,11 @@ def prepare(options: RunOptions) -> Prepared:
         first = error.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "dedup"
         raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+    # the LLM judge's backend is built when the judge first runs, after generation is paid
+    # for: a misspelt name must fail here, before any call
+    require_known_backend(generator.backend, "--backend")
+    if judge.kind == "llm":
+        require_known_backend(judge.backend, "--judge-backend")
     prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
     problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
     if problems:
@@ -192,7 +197,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
         vector_caches = _VectorCaches(run_dir.root / "embeddings")
-        judge_parts = _JudgeParts(prepared, run_dir, backend, cache, events, vector_caches)
+        judge_parts = _JudgeParts(prepared, backend, cache, events, vector_caches)
         try:
             return _run_rounds(
                 options,
@@ -437,7 +442,6 @@ class _JudgeParts:
     def __init__(
         self,
         prepared: Prepared,
-        run_dir: RunDir,
         generator_backend: Backend,
         cache: CallCache,
         events: EventLog,
@@ -445,7 +449,6 @@ class _JudgeParts:
     ) -> None:
         self.prepared = prepared
         self.vector_caches = vector_caches
-        self.run_dir = run_dir
         self.generator_backend = generator_backend
         self.cache = cache
         self.events = events

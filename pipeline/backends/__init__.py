@@ -11,7 +11,13 @@ from pipeline.errors import UserError
 
 BACKENDS = ("local",)
 
-__all__ = ["BACKENDS", "Backend", "Request", "Response", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Request", "Response", "make_backend", "require_known_backend"]
+
+
+def require_known_backend(name: str, flag: str) -> None:
+    """A `UserError` naming the flag when `name` is no backend, before anything is loaded."""
+    if name not in BACKENDS:
+        raise UserError(f"{flag}: unknown backend {name!r} (available: {', '.join(BACKENDS)})")
 
 
 def make_backend(name: str, model: str | None) -> Backend:
@@ -20,4 +26,5 @@ def make_backend(name: str, model: str | None) -> Backend:
         from pipeline.backends.local import LocalBackend
 
         return LocalBackend(model)
-    raise UserError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
+    require_known_backend(name, "backend")
+    raise AssertionError(f"backend {name!r} is listed but not built")
