@@ -86,6 +86,9 @@ class CallCache:
             ),
         )
 
+    def keys(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT key FROM calls")}
+
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 

@@ -76,11 +76,45 @@ def run(
     ] = 0,
     backend: Annotated[
         str | None,
-        typer.Option(help="Generator backend (default: the taxonomy's, normally 'local')."),
+        typer.Option(
+            help="Generator backend: local, openai, anthropic or vllm "
+            "(default: the taxonomy's, normally 'local')."
+        ),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(help="Model for the backend; for 'local', a path to a GGUF file."),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server for --backend openai (vLLM serve, llama.cpp, Ollama)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key; better set OPENAI_API_KEY or ANTHROPIC_API_KEY. Never written to disk.",
+            show_default=False,
+        ),
+    ] = None,
+    chat: Annotated[
+        bool | None,
+        typer.Option(
+            "--chat/--completions",
+            help="Chat messages or plain completions (base models). Default: the backend's.",
+            show_default=False,
+        ),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option(help="API requests in flight at once (default 16).")
+    ] = None,
+    rpm: Annotated[
+        float | None, typer.Option(help="Client-side requests-per-minute limit.")
+    ] = None,
+    tpm: Annotated[float | None, typer.Option(help="Client-side tokens-per-minute limit.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before an API request is retried (default 120).")
     ] = None,
     judge: Annotated[
         str | None,
@@ -94,6 +128,9 @@ def run(
     judge_model: Annotated[
         str | None, typer.Option(help="Model of the LLM judge; may be stronger than the generator.")
     ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option(help="Server of the LLM judge when it differs from --base-url.")
+    ] = None,
     fuzzy_threshold: Annotated[
         float | None,
         typer.Option(help="Dedup: fuzz.ratio (0-100) at which two queries are duplicates."),
@@ -105,15 +142,31 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete this run's outputs and start over.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the planned calls, tokens and cost estimate; call nothing, write nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Generate, checkpoint and (on rerun) resume a corpus run.
 
     Example: synth run --taxonomy taxonomy.yaml --n 200 --out outputs/demo
     """
+    from pipeline.prices import format_cost
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_pipeline
 
     out = out or _default_out(taxonomy, n, seed)
+    connection = {
+        "base_url": base_url,
+        "chat": chat,
+        "max_in_flight": max_in_flight,
+        "requests_per_minute": rpm,
+        "tokens_per_minute": tpm,
+        "timeout_s": timeout,
+    }
     options = RunOptions(
         taxonomy_path=taxonomy,
         n=n,
@@ -121,13 +174,23 @@ def run(
         seed=seed,
         backend=backend,
         model=model,
+        connection={key: value for key, value in connection.items() if value is not None},
+        api_key=api_key,
         judge=judge,
         judge_backend=judge_backend,
         judge_model=judge_model,
+        judge_base_url=judge_base_url,
         fuzzy_threshold=fuzzy_threshold,
         embedding_threshold=embedding_threshold,
         fresh=fresh,
     )
+    if dry_run:
+        from pipeline.dryrun import dry_run as estimate
+        from pipeline.dryrun import render_dry_run
+
+        with user_errors():
+            out_console.print(render_dry_run(estimate(options)))
+        return
     with user_errors():
         try:
             summary = run_pipeline(options, console=err_console)
@@ -154,9 +217,14 @@ def run(
     out_console.print(table)
     accepted = sum(outcome.accepted for outcome in summary.outcomes)
     wanted = sum(outcome.quota for outcome in summary.outcomes)
+    stats = summary.stats
     out_console.print(
-        f"accepted {accepted} of {wanted}; {summary.stats.calls} model calls, "
-        f"{summary.stats.cache_hits} replayed from the cache. `synth status {out}` shows more."
+        f"accepted {accepted} of {wanted}; {stats.calls} model calls "
+        f"({stats.input_tokens:,} tokens in, {stats.output_tokens:,} out, "
+        f"est. {format_cost(stats.cost_usd, stats.unpriced_calls)}), "
+        f"{stats.cache_hits} replayed from the cache, {stats.retries} retried. "
+        f"`synth status {out}` shows more.",
+        soft_wrap=True,
     )
 
 

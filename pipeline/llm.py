@@ -1,19 +1,49 @@
 """The caching client between stages and backends.
 
-Stages hand it requests; it replays what `calls.sqlite` already holds, sends the rest to the
-backend with a bounded number in flight, commits each answer to the cache before returning it, and
-counts calls, cache hits and tokens for the manifest and the progress bars.
+Stages hand it requests; it replays what `calls.sqlite` already holds and sends the rest to the
+backend, keeping a bounded number in flight under optional requests- and tokens-per-minute limits,
+retrying transient failures (429, 5xx, timeouts, dropped connections) with exponential backoff and
+jitter that honours the server's Retry-After. Each answer is committed to the cache before it is
+returned, and every call, cache hit, retry, token and estimated dollar is counted for the manifest
+and the progress bars.
+
+One event loop lives as long as the client, so the in-flight limit and the rate limiters hold
+across batches instead of starting afresh (with a full burst) at each one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pipeline.backends.base import Backend, Request, Response
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from pipeline.backends.base import (
+    Backend,
+    FatalBackendError,
+    Request,
+    Response,
+    TransientBackendError,
+)
 from pipeline.callcache import CallCache, call_key
 from pipeline.events import EventLog
+from pipeline.prices import PriceTable
+from pipeline.tokens import estimate_tokens
+
+T = TypeVar("T")
+
+#: the longest the client waits between two attempts, whatever Retry-After says
+MAX_WAIT_S = 120.0
+_backoff = wait_exponential_jitter(initial=1.0, max=60.0, jitter=1.0)
 
 
 @dataclass
@@ -22,32 +52,60 @@ class CallStats:
 
     calls: int = 0
     cache_hits: int = 0
+    retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
 
-    def add(self, response: Response) -> None:
+    def add(self, response: Response, cost: float | None) -> None:
         if response.cached:
             self.cache_hits += 1
+            return
+        self.calls += 1
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        if cost is None:
+            self.unpriced_calls += 1
         else:
-            self.calls += 1
-            self.input_tokens += response.input_tokens
-            self.output_tokens += response.output_tokens
+            self.cost_usd += cost
 
     def merge(self, other: CallStats) -> None:
         for key, value in other.as_dict().items():
             setattr(self, key, getattr(self, key) + value)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+
+def wait_before_retry(state: RetryCallState) -> float:
+    """The server's Retry-After when it sent one, else exponential backoff with jitter."""
+    error = state.outcome.exception() if state.outcome else None
+    hint = getattr(error, "retry_after", None)
+    if hint is not None:
+        return min(max(float(hint), 0.0), MAX_WAIT_S)
+    return _backoff(state)
 
 
 class LLMClient:
     """One backend plus the run's call cache."""
 
-    def __init__(self, backend: Backend, cache: CallCache, events: EventLog) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        cache: CallCache,
+        events: EventLog,
+        prices: PriceTable | None = None,
+    ) -> None:
         self.backend = backend
         self.cache = cache
         self.events = events
+        self.prices = prices or PriceTable([])
+        self._loop_runner: asyncio.Runner | None = None
+        self._in_flight: asyncio.Semaphore | None = None
+        self._requests_limit: AsyncLimiter | None = None
+        self._tokens_limit: AsyncLimiter | None = None
+        self.retries = 0  # transient failures retried so far by this client
 
     @property
     def generator_name(self) -> str:
@@ -56,6 +114,19 @@ class LLMClient:
     def key(self, request: Request) -> str:
         return call_key(self.backend.name, self.backend.model, request)
 
+    def cost(self, response: Response) -> float | None:
+        return self.prices.cost(
+            self.backend.name, self.backend.model, response.input_tokens, response.output_tokens
+        )
+
+    # -- the event loop -------------------------------------------------------------------------
+
+    def run_async(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the client's own loop (created on first use)."""
+        if self._loop_runner is None:
+            self._loop_runner = asyncio.Runner()
+        return self._loop_runner.run(work)
+
     def run(
         self,
         requests: Sequence[Request],
@@ -63,38 +134,179 @@ class LLMClient:
         on_done: Callable[[Response], None] | None = None,
     ) -> list[Response]:
         """Answers in request order; `on_done` fires per answer (progress bars)."""
-        return asyncio.run(self._run(requests, stats, on_done))
+        return self.run_async(self.answer_all(requests, stats, on_done))
 
-    async def _run(
+    def close(self) -> None:
+        """Close the backend's connections on the loop that opened them, then the loop."""
+        if self._loop_runner is None:
+            return
+        try:
+            self._loop_runner.run(_cancel_others_then(self.backend.aclose()))
+        finally:
+            self._loop_runner.close()
+            self._loop_runner = None
+
+    # -- answering ------------------------------------------------------------------------------
+
+    async def answer_all(
+        self,
+        requests: Sequence[Request],
+        stats: CallStats,
+        on_done: Callable[[Response], None] | None = None,
+    ) -> list[Response]:
+        return list(await asyncio.gather(*self.start(requests, stats, on_done)))
+
+    def start(
+        self,
+        requests: Sequence[Request],
+        stats: CallStats,
+        on_done: Callable[[Response], None] | None = None,
+    ) -> list[Awaitable[Response]]:
+        """Begin answering every request now; await the returned futures in any order.
+
+        The in-flight limit is first come, first served, so earlier requests finish first and a
+        caller writing checkpoints in order is never starved by later ones.
+        """
+        if self.backend.batched:
+            whole = asyncio.ensure_future(self._answer_batch(requests, stats, on_done))
+            return [_pick(whole, index) for index in range(len(requests))]
+        return [asyncio.ensure_future(self._answer(r, stats, on_done)) for r in requests]
+
+    async def _answer(
+        self,
+        request: Request,
+        stats: CallStats,
+        on_done: Callable[[Response], None] | None,
+    ) -> Response:
+        key = self.key(request)
+        response = self.cache.get(key)
+        if response is None:
+            response = await self._call_with_retries(request, stats)
+            self._commit(key, request, response)
+        self._count(response, stats, on_done)
+        return response
+
+    async def _answer_batch(
         self,
         requests: Sequence[Request],
         stats: CallStats,
         on_done: Callable[[Response], None] | None,
     ) -> list[Response]:
-        limit = asyncio.Semaphore(max(1, self.backend.max_in_flight))
+        """For backends that want every request at once: one call for all cache misses."""
+        keys = [self.key(request) for request in requests]
+        answers: list[Response | None] = [self.cache.get(key) for key in keys]
+        missing = [index for index, answer in enumerate(answers) if answer is None]
+        if missing:
+            fresh = await self.backend.generate([requests[index] for index in missing])
+            for index, response in zip(missing, fresh, strict=True):
+                self._commit(keys[index], requests[index], response)
+                answers[index] = response
+        for answer in answers:
+            assert answer is not None
+            self._count(answer, stats, on_done)
+        return [answer for answer in answers if answer is not None]
 
-        async def answer(request: Request) -> Response:
-            key = self.key(request)
-            cached = self.cache.get(key)
-            if cached is not None:
-                response = cached
-            else:
-                async with limit:
-                    (response,) = await self.backend.generate([request])
-                # committed before anyone sees it: a kill after this line costs nothing
-                self.cache.put(key, self.backend.name, self.backend.model, request, response)
-                self.events.write(
-                    "llm_call",
-                    key=key,
-                    generator=self.generator_name,
-                    finish_reason=response.finish_reason,
-                    input_tokens=response.input_tokens,
-                    output_tokens=response.output_tokens,
-                    latency_s=round(response.latency_s, 3),
-                )
-            stats.add(response)
-            if on_done is not None:
-                on_done(response)
-            return response
+    def _commit(self, key: str, request: Request, response: Response) -> None:
+        # committed before anyone sees it: a kill after this line costs nothing
+        self.cache.put(key, self.backend.name, self.backend.model, request, response)
+        self.events.write(
+            "llm_call",
+            key=key,
+            generator=self.generator_name,
+            finish_reason=response.finish_reason,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            latency_s=round(response.latency_s, 3),
+        )
 
-        return list(await asyncio.gather(*(answer(request) for request in requests)))
+    def _count(
+        self,
+        response: Response,
+        stats: CallStats,
+        on_done: Callable[[Response], None] | None,
+    ) -> None:
+        stats.add(response, None if response.cached else self.cost(response))
+        if on_done is not None:
+            on_done(response)
+
+    async def _call_with_retries(self, request: Request, stats: CallStats) -> Response:
+        attempts = self.backend.max_retries + 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_before_retry,
+            retry=retry_if_exception_type(TransientBackendError),
+            before_sleep=lambda state: self._note_retry(state, stats),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._throttle(request)
+                    async with self._semaphore():
+                        (response,) = await self.backend.generate([request])
+                    return response
+        except TransientBackendError as error:
+            raise FatalBackendError(
+                f"{self.generator_name}: gave up after {attempts} attempts: {error}; finished "
+                "batches are saved, rerun the same command to resume"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _note_retry(self, state: RetryCallState, stats: CallStats) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.retries += 1
+        stats.retries += 1
+        self.events.write(
+            "llm_retry",
+            generator=self.generator_name,
+            attempt=state.attempt_number,
+            error=str(error),
+            wait_s=round(wait, 2),
+        )
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(max(1, self.backend.max_in_flight))
+        return self._in_flight
+
+    async def _throttle(self, request: Request) -> None:
+        """Wait for the optional requests- and tokens-per-minute budgets."""
+        rpm, tpm = self.backend.requests_per_minute, self.backend.tokens_per_minute
+        if rpm:
+            if self._requests_limit is None:
+                self._requests_limit = _per_minute(rpm)
+            await self._requests_limit.acquire()
+        if tpm:
+            if self._tokens_limit is None:
+                self._tokens_limit = _per_minute(tpm)
+            needed = request_tokens(request) + request.max_tokens
+            await self._tokens_limit.acquire(min(needed, self._tokens_limit.max_rate))
+
+
+def _per_minute(rate: float) -> AsyncLimiter:
+    """A leaky bucket for `rate` per minute that refills every second or so, so a fresh client
+    does not fire a whole minute's budget in its first burst."""
+    capacity = max(1.0, rate / 60)
+    return AsyncLimiter(capacity, capacity * 60 / rate)
+
+
+def request_tokens(request: Request) -> int:
+    """Estimated input tokens of a request."""
+    if request.prompt is not None:
+        return estimate_tokens(request.prompt)
+    return sum(estimate_tokens(content) for _, content in request.messages or ())
+
+
+async def _pick(whole: asyncio.Future[list[Response]], index: int) -> Response:
+    return (await whole)[index]
+
+
+async def _cancel_others_then(work: Coroutine[Any, Any, None]) -> None:
+    """Cancel every task still pending on this loop (calls of an interrupted batch), then work."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    await work

@@ -7,6 +7,7 @@ parts of earlier rounds, skips parts already on disk, and replays cached calls f
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pipeline.backends import Backend, Response, make_backend, require_known_backend
+from pipeline.backends import Response, make_backend, require_known_backend
 from pipeline.callcache import CallCache
 from pipeline.embed import VectorCache, make_embedder
 from pipeline.errors import UserError
@@ -42,13 +43,17 @@ from pipeline.llm import CallStats, LLMClient
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest
 from pipeline.plan import plan_round, quotas
+from pipeline.prices import PriceTable, format_cost
 from pipeline.prompts import PromptLibrary
 from pipeline.stages import dedup as dedup_stage
 from pipeline.stages import generate, screen
 from pipeline.stages import judge as judge_stage
+from pipeline.status import compact as _compact
 from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
 from pipeline.tally import PLAN_FILE, kept_rows, read_plan, tally
 from pipeline.taxonomy import (
+    CONNECTION_FIELDS,
+    BackendSettings,
     DedupSettings,
     GeneratorSettings,
     JudgeSettings,
@@ -81,9 +86,14 @@ class RunOptions:
     seed: int = 0
     backend: str | None = None
     model: str | None = None
+    #: connection overrides for the generator (and the LLM judge when it uses the same backend)
+    connection: dict[str, Any] = field(default_factory=dict)
+    #: from --api-key; handed to the backend only, never to a snapshot or a log
+    api_key: str | None = field(default=None, repr=False)
     judge: str | None = None
     judge_backend: str | None = None
     judge_model: str | None = None
+    judge_base_url: str | None = None
     fuzzy_threshold: float | None = None
     embedding_threshold: float | None = None
     fresh: bool = False
@@ -120,6 +130,7 @@ class Prepared:
     judge: JudgeSettings
     dedup: DedupSettings
     snapshot: dict[str, Any]
+    prices: PriceTable
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -127,13 +138,31 @@ def prepare(options: RunOptions) -> Prepared:
     if options.n < 1:
         raise UserError(f"--n must be at least 1 (got {options.n})")
     taxonomy = load_taxonomy(options.taxonomy_path)
-    generator = taxonomy.settings.generator.model_copy(
-        update=_backend_overrides(options.backend, options.model)
+    generator = _validated(
+        taxonomy.settings.generator,
+        {**_backend_overrides(options.backend, options.model), **options.connection},
     )
     judge_overrides = _backend_overrides(options.judge_backend, options.judge_model)
+    defaults = taxonomy.settings
+    if (
+        options.judge_backend is None
+        and options.backend is not None
+        and defaults.judge.backend == defaults.generator.backend
+    ):
+        # the taxonomy's judge follows its generator, so it follows --backend/--model too
+        judge_overrides = {
+            "backend": generator.backend,
+            "model": options.judge_model or generator.model,
+        }
     if options.judge is not None:
         judge_overrides["kind"] = options.judge
+    if options.judge_base_url is not None:
+        judge_overrides["base_url"] = options.judge_base_url
     judge = taxonomy.settings.judge.model_copy(update=judge_overrides)
+    if judge.backend == generator.backend and options.judge_base_url is None:
+        # one server for both roles unless told otherwise: the generator's connection flags
+        # (--base-url, --max-in-flight, ...) apply to the judge too
+        judge = judge.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
     if judge.kind not in ("offline", "llm"):
         raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
     dedup_overrides: dict[str, Any] = {}
@@ -156,16 +185,36 @@ def prepare(options: RunOptions) -> Prepared:
     problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
     if problems:
         raise UserError(problems[0], details=problems[1:])
+    # only what changes results decides whether a run may resume: connection settings and
+    # prices do not, and no key is ever part of a setting
     snapshot = {
         "n": options.n,
         "seed": options.seed,
-        "generator": generator.model_dump(),
-        "judge": judge.model_dump(),
+        "generator": generator.model_dump(exclude=CONNECTION_FIELDS),
+        "judge": judge.model_dump(exclude=CONNECTION_FIELDS),
         "dedup": dedup.model_dump(),
-        "taxonomy": taxonomy.model_dump(mode="json"),
+        "taxonomy": taxonomy.model_dump(
+            mode="json",
+            exclude={
+                "prices": True,
+                "settings": {"generator": CONNECTION_FIELDS, "judge": CONNECTION_FIELDS},
+            },
+        ),
         "prompts": prompts.fingerprint(),
     }
-    return Prepared(taxonomy, prompts, generator, judge, dedup, snapshot)
+    return Prepared(
+        taxonomy, prompts, generator, judge, dedup, snapshot, PriceTable(taxonomy.prices)
+    )
+
+
+def _validated(settings: GeneratorSettings, overrides: dict[str, Any]) -> GeneratorSettings:
+    """Settings with command-line overrides, checked like the taxonomy file's own values."""
+    try:
+        return GeneratorSettings.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "--backend"
+        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]:
@@ -182,7 +231,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
     """Run (or resume) the whole job; returns per-category outcomes."""
     console = console or Console(stderr=True, emoji=False)
     prepared = prepare(options)
-    backend = make_backend(prepared.generator.backend, prepared.generator.model)
+    backend = make_backend(prepared.generator, options.api_key)
     run_dir = RunDir(options.out)
     _refuse_foreign_directory(run_dir)
     run_dir.create()
@@ -194,20 +243,18 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             manifest = Manifest.create(run_dir.manifest, prepared.snapshot)
         else:
             manifest.require_same_config(prepared.snapshot)
+        manifest.data["connection"] = {
+            "generator": prepared.generator.model_dump(include=CONNECTION_FIELDS),
+            "judge": prepared.judge.model_dump(include=CONNECTION_FIELDS),
+        }
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
         vector_caches = _VectorCaches(run_dir.root / "embeddings")
-        judge_parts = _JudgeParts(prepared, backend, cache, events, vector_caches)
+        llm = LLMClient(backend, cache, events, prepared.prices)
+        judge_parts = _JudgeParts(prepared, llm, options.api_key, vector_caches)
         try:
             return _run_rounds(
-                options,
-                prepared,
-                run_dir,
-                manifest,
-                LLMClient(backend, cache, events),
-                judge_parts,
-                vector_caches,
-                console,
+                options, prepared, run_dir, manifest, llm, judge_parts, vector_caches, console
             )
         except KeyboardInterrupt:
             manifest.data["status"] = "interrupted"
@@ -216,10 +263,11 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             raise
         finally:
             judge_parts.close()
+            llm.close()
+            backend.close()
             vector_caches.close()
             cache.close()
             events.close()
-            backend.close()
 
 
 def _run_rounds(
@@ -357,34 +405,96 @@ def _run_generate(
     ctx: generate.GenerateContext,
     progress: Progress,
 ) -> None:
-    """Generation calls in batches of `calls_per_batch`; the bar counts calls as they finish."""
+    """Generation calls, checkpointed in parts of `calls_per_batch` calls.
+
+    Every missing call starts at once under the backend's in-flight limit, so an API backend stays
+    saturated across part boundaries; parts are still written in order, each as soon as its own
+    calls are answered. The bar counts calls as they finish, with tokens and cost.
+    """
+    batch_size = ctx.taxonomy.settings.calls_per_batch
+    n_parts = max(1, math.ceil(tasks.height / batch_size))
     bar = progress.add_task(
-        f"round {round_index} {generate.NAME}", total=tasks.height, unit="calls", cached=0
+        f"round {round_index} {generate.NAME}",
+        total=tasks.height,
+        unit="calls",
+        cached=0,
+        tokens=0,
+        cost=None,
     )
+    record = manifest.stage(round_index, generate.NAME)
+    record.update(status="running", parts_total=n_parts, rows_in=tasks.height)
+    manifest.save()
+    counted = {key: record.get(key, 0) for key in ctx.stats.as_dict()}
+    at_start = ctx.stats.as_dict()
 
     def advance(response: Response) -> None:
-        progress.advance(bar)
-        if response.cached:
-            progress.update(bar, cached=progress.tasks[bar].fields["cached"] + 1)
+        fields = progress.tasks[bar].fields
+        progress.update(
+            bar,
+            advance=1,
+            cached=fields["cached"] + int(response.cached),
+            tokens=fields["tokens"] + (0 if response.cached else response.output_tokens),
+            cost=_cost_label(ctx.stats),
+        )
 
-    ctx.on_call = advance
-    record = manifest.stage(round_index, generate.NAME)
+    def note_calls() -> None:
+        for key, value in ctx.stats.as_dict().items():
+            record[key] = counted[key] + value - at_start[key]
 
-    def process(batch: pl.DataFrame) -> pl.DataFrame:
-        return _counting_calls(record, ctx.stats, lambda: generate.run(batch, ctx))
+    batches = [tasks.slice(index * batch_size, batch_size) for index in range(n_parts)]
+    missing = [
+        i for i in range(n_parts) if not run_dir.part_path(round_index, generate.NAME, i).exists()
+    ]
+    for index in range(n_parts):
+        if index not in missing:
+            progress.advance(bar, batches[index].height)
 
-    _run_batches(
-        run_dir,
-        manifest,
-        round_index,
-        generate.NAME,
-        tasks,
-        ctx.taxonomy.settings.calls_per_batch,
-        process,
-        progress,
-        bar,
-        advance_per_batch=False,
+    async def stream() -> None:
+        built = {index: generate.build_requests(batches[index], ctx) for index in missing}
+        requests = [request for index in missing for request, _, _ in built[index]]
+        started = ctx.llm.start(requests, ctx.stats, advance)
+        answers = iter(started)
+        pending = {index: [next(answers) for _ in built[index]] for index in missing}
+        try:
+            for index in missing:
+                responses = await asyncio.gather(*pending.pop(index))
+                rows = generate.rows(batches[index], built[index], responses, ctx)
+                write_parquet_atomic(run_dir.part_path(round_index, generate.NAME, index), rows)
+                note_calls()
+                record["parts_done"] = index + 1
+                manifest.save()
+        finally:
+            # on an error or Ctrl-C, calls not yet answered must not go on in the background
+            for answer in started:
+                asyncio.ensure_future(answer).cancel()
+
+    if missing:
+        ctx.llm.run_async(stream())
+    note_calls()
+    _finish_stage(run_dir, manifest, round_index, generate.NAME, record)
+    progress.update(bar, completed=tasks.height)
+
+
+def _cost_label(stats: CallStats) -> str | None:
+    if not stats.calls:
+        return None
+    return format_cost(stats.cost_usd, stats.unpriced_calls)
+
+
+def _finish_stage(
+    run_dir: RunDir, manifest: Manifest, round_index: int, stage: str, record: dict[str, Any]
+) -> None:
+    """Record a finished stage's counts, read back from its parts."""
+    output = run_dir.read_stage(round_index, stage)
+    assert output is not None
+    record.update(
+        status="done",
+        parts_done=record.get("parts_total", 1),
+        rows=output.height,
+        kept=output.filter(pl.col("rejected_by").is_null()).height,
+        rejected_here=output.filter(pl.col("rejected_by") == stage).height,
     )
+    manifest.save()
 
 
 def _counting_calls(
@@ -442,19 +552,20 @@ class _JudgeParts:
     def __init__(
         self,
         prepared: Prepared,
-        generator_backend: Backend,
-        cache: CallCache,
-        events: EventLog,
+        generator_llm: LLMClient,
+        api_key: str | None,
         vector_caches: _VectorCaches,
     ) -> None:
         self.prepared = prepared
         self.vector_caches = vector_caches
-        self.generator_backend = generator_backend
-        self.cache = cache
-        self.events = events
+        self.generator_llm = generator_llm
+        self.api_key = api_key
         self.stats = CallStats()
         self._judge: Judge | None = None
-        self._closers: list[Callable[[], None]] = []
+        self._own_client: LLMClient | None = None
+        # built now (cheap: nothing loads or connects) so a missing key or model for the judge
+        # fails before generation is paid for
+        self._llm_client = self._client(prepared.judge) if prepared.judge.kind == "llm" else None
 
     def judge(self) -> Judge:
         if self._judge is not None:
@@ -465,15 +576,25 @@ class _JudgeParts:
             vectors = self.vector_caches.get(settings.embedder)
             self._judge = CentroidJudge(taxonomy, vectors, settings.min_margin)
         else:
-            generator = self.prepared.generator
-            if (settings.backend, settings.model) == (generator.backend, generator.model):
-                backend = self.generator_backend  # one model in memory, not two
-            else:
-                backend = make_backend(settings.backend, settings.model)
-                self._closers.append(backend.close)
-            client = LLMClient(backend, self.cache, self.events)
-            self._judge = LLMJudge(taxonomy, self.prepared.prompts, client, settings, self.stats)
+            assert self._llm_client is not None
+            self._judge = LLMJudge(
+                taxonomy, self.prepared.prompts, self._llm_client, settings, self.stats
+            )
         return self._judge
+
+    def _client(self, settings: BackendSettings) -> LLMClient:
+        generator = self.prepared.generator
+        same = ("backend", "model", "base_url", "chat")
+        if settings.model_dump(include=set(same)) == generator.model_dump(include=set(same)):
+            return self.generator_llm  # one model in memory (and one connection pool), not two
+        # the --api-key flag belongs to the generator's provider; another provider's key comes
+        # from its own environment variable
+        key = self.api_key if settings.backend == generator.backend else None
+        base = self.generator_llm
+        self._own_client = LLMClient(
+            make_backend(settings, key), base.cache, base.events, base.prices
+        )
+        return self._own_client
 
     def run(self, rows: pl.DataFrame, record: dict[str, Any]) -> pl.DataFrame:
         """Judge one batch, adding its calls to the stage's record."""
@@ -481,8 +602,9 @@ class _JudgeParts:
         return _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
 
     def close(self) -> None:
-        for close in self._closers:
-            close()
+        if self._own_client is not None:
+            self._own_client.close()
+            self._own_client.backend.close()
 
 
 def _run_row_stage(
@@ -511,7 +633,6 @@ def _run_row_stage(
         process,
         progress,
         bar,
-        advance_per_batch=True,
     )
 
 
@@ -525,7 +646,6 @@ def _run_batches(
     process: Callable[[pl.DataFrame], pl.DataFrame],
     progress: Progress,
     bar: TaskID,
-    advance_per_batch: bool,
 ) -> None:
     """The checkpoint loop every stage shares: batch `i` of the inputs becomes part `i`, written
     atomically; a part already on disk is skipped, so a rerun redoes only the batch in flight.
@@ -541,20 +661,10 @@ def _run_batches(
             progress.advance(bar, batch.height)
             continue
         write_parquet_atomic(path, process(batch))
-        if advance_per_batch:
-            progress.advance(bar, batch.height)
+        progress.advance(bar, batch.height)
         record["parts_done"] = part_index + 1
         manifest.save()
-    output = run_dir.read_stage(round_index, stage)
-    assert output is not None
-    record.update(
-        status="done",
-        parts_done=n_parts,
-        rows=output.height,
-        kept=output.filter(pl.col("rejected_by").is_null()).height,
-        rejected_here=output.filter(pl.col("rejected_by") == stage).height,
-    )
-    manifest.save()
+    _finish_stage(run_dir, manifest, round_index, stage, record)
     progress.update(bar, completed=inputs.height)
 
 
@@ -568,6 +678,12 @@ class _RateColumn(ProgressColumn):
         text = f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s"
         if cached:
             text += f" ({cached} cached)"
+        tokens = task.fields.get("tokens", 0)
+        if tokens:
+            text += f" {_compact(tokens)} tok out"
+        cost = task.fields.get("cost")
+        if cost:
+            text += f" {cost}"
         return Text(text, style="progress.data.speed")
 
 

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from pipeline.errors import UserError
 from pipeline.manifest import Manifest
+from pipeline.prices import format_cost
 from pipeline.store import RunDir
 from pipeline.tally import STAGES, read_plan, tally
 
@@ -34,7 +35,7 @@ def _table(title: str) -> Table:
     )
 
 
-def _compact(count: int) -> str:
+def compact(count: int) -> str:
     """12345 -> 12.3k: token counts stay narrow enough for an 80-column terminal."""
     if count >= 1_000_000:
         return f"{count / 1_000_000:.1f}M"
@@ -105,8 +106,8 @@ def render_status(root: Path) -> Group:
                 str(rows - _rejected_so_far(parts)),
                 str(record.get("calls", 0)),
                 str(record.get("cache_hits", 0)),
-                f"{_compact(record.get('input_tokens', 0))}/"
-                f"{_compact(record.get('output_tokens', 0))}",
+                f"{compact(record.get('input_tokens', 0))}/"
+                f"{compact(record.get('output_tokens', 0))}",
             )
 
     done = tally(run_dir, run_dir.rounds())
@@ -131,4 +132,28 @@ def render_status(root: Path) -> Group:
         )
     total_accepted = sum(min(done.accepted_by_category[c], q) for c, q in quota_by_category.items())
     footer = Text(f"accepted {total_accepted} of {sum(quota_by_category.values())}")
-    return Group(header, stages, categories, footer)
+    return Group(header, stages, categories, footer, _spend(data.get("stages", {})))
+
+
+def _spend(records: dict[str, dict]) -> Text:
+    """Calls, tokens and estimated cost over every round, with the cost split by stage."""
+    totals: dict[str, float] = {}
+    cost_by_stage: dict[str, float] = {}
+    unpriced = 0
+    for name, record in records.items():
+        stage = name.split("/", 1)[1]
+        for key in ("calls", "cache_hits", "retries", "input_tokens", "output_tokens"):
+            totals[key] = totals.get(key, 0) + record.get(key, 0)
+        cost_by_stage[stage] = cost_by_stage.get(stage, 0.0) + record.get("cost_usd", 0.0)
+        unpriced += record.get("unpriced_calls", 0)
+    split = ", ".join(
+        f"{stage} {format_cost(cost)}" for stage, cost in cost_by_stage.items() if cost
+    )
+    return Text(
+        f"LLM calls {int(totals.get('calls', 0))} ({int(totals.get('cache_hits', 0))} cached, "
+        f"{int(totals.get('retries', 0))} retried), tokens "
+        f"{compact(int(totals.get('input_tokens', 0)))} in / "
+        f"{compact(int(totals.get('output_tokens', 0)))} out, "
+        f"est. cost {format_cost(sum(cost_by_stage.values()), unpriced)}"
+        + (f" ({split})" if split else "")
+    )

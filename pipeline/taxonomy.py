@@ -38,27 +38,65 @@ class Rule(StrictModel):
     text: str = Field(min_length=1)
 
 
-class GeneratorSettings(StrictModel):
-    """Which backend writes the queries and how it samples."""
+class BackendSettings(StrictModel):
+    """Which backend and model play an LLM role, and how hard the runner may push them.
+
+    The connection fields (`CONNECTION_FIELDS`) change how fast answers come, never what they say,
+    so changing them does not block a resume; no API key is ever a setting (keys come from flags
+    or the environment and are never written anywhere).
+    """
 
     backend: str = "local"
     model: str | None = None
+    #: an OpenAI-compatible server (vLLM serve, llama.cpp server, Ollama) or a proxy
+    base_url: str | None = None
+    #: chat messages (True) or a plain completion prompt (False); None: the backend's default
+    chat: bool | None = None
+    max_in_flight: int = Field(16, ge=1, le=4096)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50)
+
+
+#: `BackendSettings` fields that never change results (left out of the resume check)
+CONNECTION_FIELDS = frozenset(
+    {
+        "base_url",
+        "max_in_flight",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "timeout_s",
+        "max_retries",
+    }
+)
+
+
+class GeneratorSettings(BackendSettings):
+    """Which backend writes the queries and how it samples."""
+
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(320, ge=16, le=8192)
 
 
-class JudgeSettings(StrictModel):
+class JudgeSettings(BackendSettings):
     """Which judge decides what is kept: `offline` (embedding classifier) or `llm`."""
 
     kind: Literal["offline", "llm"] = "offline"
     embedder: str = "e5"
     min_margin: float = Field(0.0, ge=-1.0, le=1.0)
-    backend: str = "local"
-    model: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, ge=16, le=8192)
     max_attempts: int = Field(3, ge=1, le=10)
+
+
+class Price(StrictModel):
+    """US dollars per million tokens for the models whose name matches `model` (a glob)."""
+
+    model: str = Field(min_length=1)
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
 
 
 class Settings(StrictModel):
@@ -145,6 +183,8 @@ class Taxonomy(StrictModel):
     settings: Settings = Settings()
     screen: ScreenSettings = ScreenSettings()
     dedup: DedupSettings = DedupSettings()
+    #: estimated cost per model; edit freely, it never blocks a resume
+    prices: list[Price] = []
     rules: list[Rule] = []
     categories: list[Category] = Field(min_length=1)
 

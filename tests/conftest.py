@@ -63,11 +63,12 @@ def cli() -> Callable[..., Any]:
 
 
 def run_synth(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run the real `synth` console script in a subprocess."""
+    """Run the real `synth` console script in a subprocess (`env` adds to this one's)."""
+    env = {**os.environ, "COLUMNS": "200", **kwargs.pop("env", {})}
     return subprocess.run(
         [str(Path(sys.executable).parent / "synth"), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env=env,
         **kwargs,
     )

@@ -1,17 +1,33 @@
 """LLM backends behind one interface (`base.Backend`), chosen by name.
 
-Each backend module is imported only when chosen, so a laptop without vLLM or an API SDK still runs
-the rest.
+Each backend module is imported only when chosen, so a laptop without vLLM still runs the rest,
+and building a backend touches no network and loads no model: that happens on its first call.
 """
 
 from __future__ import annotations
 
-from pipeline.backends.base import Backend, Request, Response
+from pipeline.backends.base import (
+    Backend,
+    FatalBackendError,
+    Request,
+    Response,
+    TransientBackendError,
+)
 from pipeline.errors import UserError
+from pipeline.taxonomy import BackendSettings
 
-BACKENDS = ("local",)
+BACKENDS = ("local", "openai", "anthropic", "vllm")
 
-__all__ = ["BACKENDS", "Backend", "Request", "Response", "make_backend", "require_known_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "FatalBackendError",
+    "Request",
+    "Response",
+    "TransientBackendError",
+    "make_backend",
+    "require_known_backend",
+]
 
 
 def require_known_backend(name: str, flag: str) -> None:
@@ -20,11 +36,34 @@ def require_known_backend(name: str, flag: str) -> None:
         raise UserError(f"{flag}: unknown backend {name!r} (available: {', '.join(BACKENDS)})")
 
 
-def make_backend(name: str, model: str | None) -> Backend:
-    """The backend called `name`, or a `UserError` listing the ones that exist."""
+def make_backend(
+    settings: BackendSettings, api_key: str | None = None, check: bool = True
+) -> Backend:
+    """The backend `settings` name, checked (`Backend.check`) but not yet loaded or connected.
+    A dry run passes `check=False`: it needs the backend's name and mode, not a key.
+
+    `api_key` (from --api-key) is handed to API backends only; it is never part of `settings`,
+    so it never reaches run.json.
+    """
+    name = settings.backend
+    require_known_backend(name, "backend")
+    backend: Backend
     if name == "local":
         from pipeline.backends.local import LocalBackend
 
-        return LocalBackend(model)
-    require_known_backend(name, "backend")
-    raise AssertionError(f"backend {name!r} is listed but not built")
+        backend = LocalBackend(settings.model)
+    elif name == "openai":
+        from pipeline.backends.openai_api import OpenAIBackend
+
+        backend = OpenAIBackend(settings, api_key)
+    elif name == "anthropic":
+        from pipeline.backends.anthropic_api import AnthropicBackend
+
+        backend = AnthropicBackend(settings, api_key)
+    else:
+        from pipeline.backends.vllm_offline import VLLMBackend
+
+        backend = VLLMBackend(settings)
+    if check:
+        backend.check()
+    return backend

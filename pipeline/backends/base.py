@@ -1,8 +1,9 @@
 """The one interface every LLM role (generator, judge, responder) talks to.
 
-A backend turns requests into responses and nothing else: caching, retries of the pipeline's own
-kind, checkpoints and progress belong to `pipeline.llm` and the runner, so adding a provider
-touches one new file.
+A backend turns requests into responses and nothing else: caching, the in-flight limit, rate limits,
+retries, checkpoints and progress belong to `pipeline.llm` and the runner, so adding a provider
+touches one new file. A backend only sorts its failures into `TransientBackendError` (worth a
+retry) and `FatalBackendError` (stop the run with one line).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,22 @@ class Response:
     cached: bool = field(default=False, compare=False)
 
 
+class TransientBackendError(Exception):
+    """A failure worth retrying: 429, 5xx, a timeout, a dropped connection, a malformed body.
+
+    `retry_after` is the server's own wait hint in seconds (the Retry-After header), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalBackendError(UserError):
+    """A failure no retry can fix (a wrong key, an unknown model, a bad request): the run stops
+    with one line, keeping every finished batch on disk."""
+
+
 class Backend(ABC):
     """An LLM provider. `name:model` is recorded on every row it produces."""
 
@@ -61,6 +80,13 @@ class Backend(ABC):
     chat: bool = False
     #: how many requests may be in flight at once
     max_in_flight: int = 1
+    #: True when `generate` is fastest given every request at once (vLLM's offline batches)
+    batched: bool = False
+    #: client-side limits; None means unlimited
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    #: retries of a `TransientBackendError` before the run stops
+    max_retries: int = 0
 
     @property
     @abstractmethod
@@ -69,7 +95,14 @@ class Backend(ABC):
 
     @abstractmethod
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
-        """Answer every request, in order."""
+        """Answer every request, in order. Raise `TransientBackendError` for what a retry may
+        fix and `FatalBackendError` for what it cannot."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Fail fast, before any work, on what is missing locally (an API key, a package)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what must be released on the event loop that used it (HTTP pools)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release what the backend holds (model weights, HTTP pools)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,9 @@ class LocalBackend(Backend):
         self._n_ctx = n_ctx
         self._llama: Any = None
         self._grammars: dict[str, Any] = {}
+        # llama.cpp aborts on two decodes at once; a cancelled call's thread may still be
+        # decoding when the next call starts, so calls take turns here, not only in the client
+        self._busy = threading.Lock()
 
     @property
     def model(self) -> str:
@@ -96,6 +100,10 @@ class LocalBackend(Backend):
     def _complete(self, request: Request) -> Response:
         if request.prompt is None:
             raise ValueError("the local backend's bundled model is a base model: send a prompt")
+        with self._busy:
+            return self._complete_alone(request)
+
+    def _complete_alone(self, request: Request) -> Response:
         llama = self._load()
         grammar = self._grammar(request.json_schema) if request.json_schema else None
         started = time.perf_counter()
@@ -129,6 +137,7 @@ class LocalBackend(Backend):
         return self._grammars[key]
 
     def close(self) -> None:
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        with self._busy:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None

@@ -57,28 +57,37 @@ class GenerateContext:
     on_call: Callable[[Response], None] | None = None
 
 
-def build_request(task: dict, ctx: GenerateContext) -> tuple[Request, str, int]:
-    """The request for one planned call, its prompt id, and the number its open list starts at."""
-    category = ctx.taxonomy.category(task["category"])
-    exemplar_count = min(ctx.taxonomy.settings.exemplars_per_prompt, len(category.exemplars))
+def build_request(
+    task: dict,
+    taxonomy: Taxonomy,
+    prompts: PromptLibrary,
+    sampling: GeneratorSettings,
+    chat: bool,
+) -> tuple[Request, str, int]:
+    """The request for one planned call, its prompt id, and the number its open list starts at.
+
+    Depends on the plan row and the settings only, so a dry run builds the very requests (and
+    cache keys) a real run would send.
+    """
+    category = taxonomy.category(task["category"])
+    exemplar_count = min(taxonomy.settings.exemplars_per_prompt, len(category.exemplars))
     # the rotating sample is seeded by the call, so a rerun renders the very same prompt
     exemplars = random.Random(task["seed"]).sample(category.exemplars, exemplar_count)
     template = PromptLibrary.generation_template(category)
-    prompt = ctx.prompts.render(
-        template, **generation_variables(ctx.taxonomy, category, exemplars, task["n_new"])
+    prompt = prompts.render(
+        template, **generation_variables(taxonomy, category, exemplars, task["n_new"])
     )
-    sampling = ctx.sampling
     common = {
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "max_tokens": sampling.max_tokens,
         "seed": task["seed"],
     }
-    if ctx.llm.backend.chat:
+    if chat:
         request = Request(messages=(("user", prompt),), **common)
     else:
         request = Request(prompt=prompt, stop=COMPLETION_STOP, **common)
-    return request, ctx.prompts.prompt_id(template), exemplar_count + 1
+    return request, prompts.prompt_id(template), exemplar_count + 1
 
 
 def parse_numbered_list(text: str, first_number: int | None, truncated: bool) -> list[str]:
@@ -113,11 +122,33 @@ def parse_numbered_list(text: str, first_number: int | None, truncated: bool) ->
     return items
 
 
+Built = tuple[Request, str, int]
+
+
+def build_requests(tasks: pl.DataFrame, ctx: GenerateContext) -> list[Built]:
+    """The request, prompt id and first list number for each planned call."""
+    chat = ctx.llm.backend.chat
+    return [
+        build_request(task, ctx.taxonomy, ctx.prompts, ctx.sampling, chat)
+        for task in tasks.iter_rows(named=True)
+    ]
+
+
 def run(tasks: pl.DataFrame, ctx: GenerateContext) -> pl.DataFrame:
     """One batch of planned calls in, the parsed queries out."""
-    built = [build_request(task, ctx) for task in tasks.iter_rows(named=True)]
+    built = build_requests(tasks, ctx)
     responses = ctx.llm.run([request for request, _, _ in built], ctx.stats, ctx.on_call)
-    rows = []
+    return rows(tasks, built, responses, ctx)
+
+
+def rows(
+    tasks: pl.DataFrame,
+    built: list[Built],
+    responses: list[Response],
+    ctx: GenerateContext,
+) -> pl.DataFrame:
+    """The parsed queries of answered calls, one row each (pure: no call is made here)."""
+    found = []
     for task, (request, prompt_id, first_number), response in zip(
         tasks.iter_rows(named=True), built, responses, strict=True
     ):
@@ -126,9 +157,11 @@ def run(tasks: pl.DataFrame, ctx: GenerateContext) -> pl.DataFrame:
             first_number=None if ctx.llm.backend.chat else first_number,
             truncated=response.finish_reason == "length",
         )
+        if response.finish_reason == "content_filter":
+            items = []  # a filtered answer is a failure, never parsed as a good one
         for sample_index, item in enumerate(items[: task["n_new"]]):
             text = normalize(item)
-            rows.append(
+            found.append(
                 {
                     "id": row_id(task["category"], text),
                     "category": task["category"],
@@ -146,4 +179,4 @@ def run(tasks: pl.DataFrame, ctx: GenerateContext) -> pl.DataFrame:
                     "reject_reason": None,
                 }
             )
-    return pl.DataFrame(rows, schema=ROW_SCHEMA)
+    return pl.DataFrame(found, schema=ROW_SCHEMA)

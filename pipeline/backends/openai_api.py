@@ -1,0 +1,135 @@
+"""`openai`: the official SDK's `AsyncOpenAI`, for OpenAI and every OpenAI-compatible server
+(vLLM serve, llama.cpp's server, Ollama) through `base_url`.
+
+Chat completions by default; plain completions (`chat: false`) for base models continuing the open
+numbered list. A request's JSON schema becomes `response_format` (structured outputs) on chat.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.backends.api import APIBackend, status_error
+from pipeline.backends.base import Request, Response, TransientBackendError
+from pipeline.errors import UserError
+from pipeline.taxonomy import BackendSettings
+
+
+class OpenAIBackend(APIBackend):
+    name = "openai"
+    key_variable = "OPENAI_API_KEY"
+    example_model = "gpt-4o-mini"
+
+    def __init__(self, settings: BackendSettings, api_key: str | None = None) -> None:
+        super().__init__(settings, api_key)
+        self.chat = True if settings.chat is None else settings.chat
+
+    def make_client(self) -> Any:
+        try:
+            from openai import AsyncOpenAI
+        except ImportError:
+            raise UserError(
+                "the openai backend needs the openai package: pip install -e ."
+            ) from None
+        return AsyncOpenAI(
+            api_key=self.api_key(),
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+        )
+
+    async def generate(self, requests: Sequence[Request]) -> list[Response]:
+        return [await self._one(request) for request in requests]
+
+    async def _one(self, request: Request) -> Response:
+        import openai
+
+        started = time.perf_counter()
+        try:
+            if self.chat:
+                completion = await self.client().chat.completions.create(**self._chat(request))
+            else:
+                completion = await self.client().completions.create(**self._completion(request))
+        except openai.APITimeoutError:
+            raise TransientBackendError(f"no answer within {self.timeout_s:g} s") from None
+        except openai.APIConnectionError as error:
+            raise TransientBackendError(f"connection failed: {self.redact(str(error))}") from None
+        except openai.APIStatusError as error:
+            raise status_error(
+                self.name,
+                error.status_code,
+                error.message,
+                error.response.headers,
+                self.model,
+                self.key_source,
+                self.redact,
+            ) from None
+        except (openai.APIResponseValidationError, ValueError) as error:
+            raise TransientBackendError(f"malformed response body: {error}") from None
+        return self._response(completion, time.perf_counter() - started)
+
+    def _common(self, request: Request) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
+        if request.stop:
+            params["stop"] = list(request.stop)
+        return params
+
+    def _chat(self, request: Request) -> dict[str, Any]:
+        if request.messages is None:
+            messages = [{"role": "user", "content": request.prompt or ""}]
+        else:
+            messages = [{"role": role, "content": content} for role, content in request.messages]
+        params = {**self._common(request), "messages": messages}
+        if request.json_schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.json_schema},
+            }
+        return params
+
+    def _completion(self, request: Request) -> dict[str, Any]:
+        if request.prompt is None:
+            raise ValueError("a completions request needs a prompt")
+        return {**self._common(request), "prompt": request.prompt}
+
+    def _response(self, completion: Any, latency_s: float) -> Response:
+        """Text, finish reason and usage; a body without them is malformed (and retried)."""
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise TransientBackendError("malformed response body: no choices")
+        choice = choices[0]
+        if self.chat:
+            message = getattr(choice, "message", None)
+            text = getattr(message, "content", None)
+            refusal = getattr(message, "refusal", None)
+        else:
+            text, refusal = getattr(choice, "text", None), None
+        if text is None and refusal is None:
+            raise TransientBackendError("malformed response body: no text in the first choice")
+        finish = getattr(choice, "finish_reason", None) or "stop"
+        if refusal and not text:
+            text, finish = refusal, "content_filter"
+        usage = getattr(completion, "usage", None)
+        parsed = None
+        if self.chat and text:
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+        return Response(
+            text=text or "",
+            finish_reason=str(finish),
+            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            latency_s=latency_s,
+            parsed=parsed,
+        )

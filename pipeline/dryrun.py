@@ -1,0 +1,173 @@
+"""`synth run --dry-run`: the calls a run would make and what they would cost, without calling.
+
+It renders the very requests the first round would send (so their cache keys are exact), counts
+how many the run directory's call cache already holds, and estimates tokens without a tokenizer
+(`pipeline.tokens`). Output tokens are bounded by `max_tokens`, so the cost is an upper bound.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.backends import Backend, make_backend
+from pipeline.callcache import CallCache, call_key
+from pipeline.judges import Item
+from pipeline.judges.llm import LLMJudge
+from pipeline.llm import CallStats, request_tokens
+from pipeline.plan import plan_round, quotas
+from pipeline.prices import format_cost
+from pipeline.runner import Prepared, RunOptions, prepare
+from pipeline.stages import generate
+from pipeline.store import RunDir
+from pipeline.tally import read_plan
+
+
+@dataclass
+class RoleEstimate:
+    """Calls, cache hits and tokens for one LLM role (generator or judge)."""
+
+    backend: str
+    model: str
+    calls: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    max_output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    by_category: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+
+
+@dataclass
+class DryRun:
+    quota_by_category: dict[str, int]
+    generator: RoleEstimate
+    judge: RoleEstimate | None
+    max_rounds: int
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [self.generator.cost_usd] + ([self.judge.cost_usd] if self.judge else [])
+        return None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs)
+
+
+def dry_run(options: RunOptions) -> DryRun:
+    """Estimate the first round's calls; touches no file and no network."""
+    prepared = prepare(options)
+    generator_backend = make_backend(prepared.generator, check=False)
+    quota_by_category = quotas(prepared.taxonomy, options.n)
+    run_dir = RunDir(options.out)
+    tasks = read_plan(run_dir, 1)
+    if tasks is None:
+        tasks = plan_round(prepared.taxonomy, 1, options.seed, dict(quota_by_category), {}, {})
+    cached = _cached_keys(run_dir)
+    generator = RoleEstimate(generator_backend.name, generator_backend.model)
+    for task in tasks.iter_rows(named=True):
+        request, _, _ = generate.build_request(
+            task,
+            prepared.taxonomy,
+            prepared.prompts,
+            prepared.generator,
+            generator_backend.chat,
+        )
+        key = call_key(generator_backend.name, generator_backend.model, request)
+        if key in cached:
+            generator.cached += 1
+            continue
+        generator.calls += 1
+        generator.input_tokens += request_tokens(request)
+        generator.max_output_tokens += request.max_tokens
+        generator.by_category[task["category"]][0] += 1
+        generator.by_category[task["category"]][1] += request_tokens(request)
+    generator.cost_usd = _cost(prepared, generator)
+    judge = None
+    if prepared.judge.kind == "llm":
+        items = int(tasks["n_new"].sum()) if tasks.height else 0
+        judge = _judge_estimate(prepared, items)
+    return DryRun(quota_by_category, generator, judge, prepared.taxonomy.settings.max_rounds)
+
+
+def _cached_keys(run_dir: RunDir) -> set[str]:
+    if not run_dir.calls.exists():
+        return set()
+    cache = CallCache(run_dir.calls)
+    try:
+        return cache.keys()
+    finally:
+        cache.close()
+
+
+def _judge_estimate(prepared: Prepared, items: int) -> RoleEstimate:
+    """One judge call per generated item (more only when a verdict must be retried); its prompt
+    size is the average over one exemplar per category."""
+    backend: Backend = make_backend(prepared.judge, check=False)
+    estimate = RoleEstimate(backend.name, backend.model)
+    judge = LLMJudge(
+        prepared.taxonomy,
+        prepared.prompts,
+        _NoClient(backend),  # type: ignore[arg-type]
+        prepared.judge,
+        CallStats(),
+    )
+    sizes = [
+        request_tokens(
+            judge.request(Item("-", c.exemplars[0], c.id, c.label), attempt=0, feedback=None)
+        )
+        for c in prepared.taxonomy.categories
+    ]
+    estimate.calls = items
+    estimate.input_tokens = items * sum(sizes) // max(len(sizes), 1)
+    estimate.max_output_tokens = items * prepared.judge.max_tokens
+    estimate.cost_usd = _cost(prepared, estimate)
+    return estimate
+
+
+class _NoClient:
+    """Stands in for an LLM client where only the request's shape is needed."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+
+def _cost(prepared: Prepared, estimate: RoleEstimate) -> float | None:
+    return prepared.prices.cost(
+        estimate.backend, estimate.model, estimate.input_tokens, estimate.max_output_tokens
+    )
+
+
+def render_dry_run(plan: DryRun) -> Group:
+    """The estimate as a per-category table and a few summary lines."""
+    generator = plan.generator
+    table = Table(title="round 1 generation calls (dry run)", title_justify="left")
+    for column in ("category", "quota", "calls", "input tokens (est.)"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for category, quota in plan.quota_by_category.items():
+        calls, tokens = generator.by_category.get(category, [0, 0])
+        table.add_row(category, str(quota), str(calls), f"{tokens:,}")
+    lines = [
+        _role_line("generator", generator),
+        *([_role_line("judge", plan.judge)] if plan.judge else []),
+        f"estimated cost of round 1: {_cost_text(plan.cost_usd)} "
+        "(output tokens counted at max_tokens, so an upper bound)",
+        f"top-up rounds (up to {plan.max_rounds - 1} more) add calls only for categories "
+        "still short of quota. Nothing was called or written.",
+    ]
+    return Group(table, *(Text(line) for line in lines))
+
+
+def _role_line(role: str, estimate: RoleEstimate) -> str:
+    cached = f", {estimate.cached} already cached" if estimate.cached else ""
+    return (
+        f"{role} {estimate.backend}:{estimate.model}: {estimate.calls} calls{cached}, "
+        f"~{estimate.input_tokens:,} input tokens, at most {estimate.max_output_tokens:,} output "
+        f"tokens, {_cost_text(estimate.cost_usd)}"
+    )
+
+
+def _cost_text(cost: float | None) -> str:
+    if cost is None:
+        return "cost unknown (model not in the taxonomy's prices)"
+    return f"<= {format_cost(cost)}"

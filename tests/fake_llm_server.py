@@ -1,0 +1,283 @@
+"""A small HTTP server on 127.0.0.1 that speaks the OpenAI chat/completions and the Anthropic
+Messages shapes, with scriptable faults, for tests that need a real socket.
+
+It stands in where the real thing cannot run here: no OpenAI or Anthropic endpoint can be reached
+from this machine or CI, and a real server cannot be told to fail on cue. The real
+OpenAI-compatible server (llama.cpp's) is tested separately. Every request is counted by its
+identity (prompt or messages, seed), so tests can prove that no call was answered twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: a fault for the n-th request (0-based) or None: "429", "500", "hang", "malformed", "drop",
+#: "401", "404", "echo-key" (a 500 whose body repeats the request's key)
+FaultPlan = Callable[[int, str], str | None]
+
+_PLACES = ("도서관", "체육관", "시장", "공원", "지하철역", "편의점", "병원", "학교", "카페", "공항")
+_ACTS = (
+    "가는 길을 알려줘",
+    "언제 문을 여는지 궁금해요",
+    "근처에서 조용한 자리를 찾고 싶어",
+    "주차할 곳이 있나요",
+    "사람이 적은 시간이 언제야",
+    "예약은 어떻게 하나요",
+    "혼자 가도 괜찮을까",
+    "준비물이 뭐가 필요해요",
+)
+_WHO = ("우리 할머니", "동생", "회사 후배", "옆집 아이", "친구 부모님", "새로 온 반 친구")
+
+
+def korean_query(identity: str, index: int) -> str:
+    """A distinct, plain Korean question derived from the request (project-written pools)."""
+    digest = hashlib.sha256(f"{identity}:{index}".encode()).digest()
+    who = _WHO[digest[0] % len(_WHO)]
+    place = _PLACES[digest[1] % len(_PLACES)]
+    act = _ACTS[digest[2] % len(_ACTS)]
+    return f"{who}와 함께 {place}에 가려는데 {act} ({digest[3] % 90 + 10}번째 질문)"
+
+
+class FakeLLMServer:
+    """Start with `with FakeLLMServer(...) as server:`; `server.url` is the OpenAI base URL."""
+
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        faults: FaultPlan | None = None,
+        hold_after: int | None = None,
+        items_per_answer: int = 4,
+    ) -> None:
+        self.latency_s = latency_s
+        self.faults = faults or (lambda ordinal, identity: None)
+        self.hold_after = hold_after
+        self.release = threading.Event()
+        self.items_per_answer = items_per_answer
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.received: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.keys_seen: set[str] = set()
+        self.paths: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeLLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def answer(self, path: str, body: dict[str, Any], identity: str) -> dict[str, Any]:
+        if path.endswith("/messages"):
+            return self._anthropic(body, identity)
+        if path.endswith("/chat/completions"):
+            if body.get("response_format"):
+                text = json.dumps(_verdict(body), ensure_ascii=False)
+            else:
+                text = "\n".join(
+                    f"{i + 1}. {korean_query(identity, i)}" for i in range(self.items_per_answer)
+                )
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
+            }
+        prompt = str(body.get("prompt", ""))
+        numbers = re.findall(r"(\d+)\.\s*$", prompt)
+        first = int(numbers[-1]) if numbers else 1
+        lines = [korean_query(identity, 0)]
+        lines += [
+            f"{first + i}. {korean_query(identity, i)}" for i in range(1, self.items_per_answer)
+        ]
+        return {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "text": "\n".join(lines) + "\n\n", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
+        }
+
+    def _anthropic(self, body: dict[str, Any], identity: str) -> dict[str, Any]:
+        if body.get("tools"):
+            content = [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_fake",
+                    "name": body["tools"][0]["name"],
+                    "input": _verdict(body),
+                }
+            ]
+            stop = "tool_use"
+        else:
+            text = "\n".join(
+                f"{i + 1}. {korean_query(identity, i)}" for i in range(self.items_per_answer)
+            )
+            content = [{"type": "text", "text": text}]
+            stop = "end_turn"
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "fake"),
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 120, "output_tokens": 30},
+        }
+
+    # -- the HTTP side --------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                key = self.headers.get("x-api-key") or self.headers.get(
+                    "authorization", ""
+                ).removeprefix("Bearer ")
+                identity = _identity(body)
+                with server.lock:
+                    ordinal = server.requests
+                    server.requests += 1
+                    server.received[identity] += 1
+                    server.keys_seen.add(key)
+                    server.paths[self.path] += 1
+                    server.bodies.append(body)
+                    holding = (
+                        server.hold_after is not None
+                        and sum(server.answered.values()) >= server.hold_after
+                    )
+                if holding:
+                    server.release.wait()
+                    self.close_connection = True
+                    return
+                fault = server.faults(ordinal, identity)
+                if server.latency_s:
+                    time.sleep(server.latency_s)
+                if fault == "429":
+                    self._send(429, _error("rate limited"), {"retry-after": "1"})
+                elif fault == "500":
+                    self._send(500, _error("internal error"))
+                elif fault == "echo-key":
+                    self._send(500, _error(f"upstream failed for key {key}"))
+                elif fault == "401":
+                    self._send(401, _error("invalid api key"))
+                elif fault == "404":
+                    self._send(404, _error("model not found"))
+                elif fault == "hang":
+                    time.sleep(3.0)
+                    self.close_connection = True
+                elif fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif fault == "malformed":
+                    self._raw(200, b'{"choices": [ {"index": 0, "mess')
+                else:
+                    answer = server.answer(self.path, body, identity)
+                    with server.lock:
+                        server.answered[identity] += 1
+                    self._send(200, answer)
+
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
+                self._raw(status, json.dumps(payload, ensure_ascii=False).encode(), headers)
+
+            def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hung up (a cancelled or killed call) is expected here, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None
+
+
+def _identity(body: dict[str, Any]) -> str:
+    """What makes two requests the same call: the prompt or messages, and the seed."""
+    what = {
+        "prompt": body.get("prompt"),
+        "messages": body.get("messages"),
+        "seed": body.get("seed"),
+        "schema": bool(body.get("response_format") or body.get("tools")),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "fake_error"}}
+
+
+def _verdict(body: dict[str, Any]) -> dict[str, Any]:
+    """A valid verdict for the category the judge prompt says was intended."""
+    text = json.dumps(body, ensure_ascii=False)
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema") or (
+        body.get("tools") or [{}]
+    )[0].get("input_schema", {})
+    categories = schema.get("properties", {}).get("category", {}).get("enum") or ["everyday"]
+    category = next((c for c in categories if f'"{c}"' in text or f"({c})" in text), categories[0])
+    return {
+        "keep": True,
+        "category": category,
+        "harmful": False,
+        "rule_violations": [],
+        "score": 0.9,
+        "reason": "fake verdict",
+    }

@@ -1,0 +1,267 @@
+"""The API backends through the caching client: real SDKs over real sockets.
+
+The openai backend talks to llama.cpp's real OpenAI-compatible server (`python -m llama_cpp.server`
+on the bundled model) and to `FakeLLMServer` for faults a real server cannot produce on cue. No
+Anthropic endpoint can be reached here, so the anthropic backend talks to `FakeLLMServer`'s Messages
+API shape.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.backends import FatalBackendError, Request, make_backend
+from pipeline.callcache import CallCache
+from pipeline.events import EventLog, read_events
+from pipeline.llm import CallStats, LLMClient
+from pipeline.prices import PriceTable
+from pipeline.taxonomy import BackendSettings, Price
+from tests.fake_llm_server import FakeLLMServer
+
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"keep": {"type": "boolean"}, "category": {"type": "string", "enum": ["a"]}},
+    "required": ["keep", "category"],
+}
+
+
+def _client(
+    tmp_path: Path,
+    backend: str,
+    base_url: str,
+    api_key: str | None = "sk-test-key-0001",
+    **kw: object,
+) -> LLMClient:
+    settings = BackendSettings.model_validate(
+        {"backend": backend, "model": "gpt-4o-mini", "base_url": base_url, **kw}
+    )
+    prices = PriceTable([Price(model="gpt-4o-mini*", input=0.15, output=0.60)])
+    return LLMClient(
+        make_backend(settings, api_key),
+        CallCache(tmp_path / "calls.sqlite"),
+        EventLog(tmp_path / "events.jsonl"),
+        prices,
+    )
+
+
+def _requests(count: int, chat: bool = True) -> list[Request]:
+    if chat:
+        return [Request(messages=(("user", f"질문 목록 {i}"),), seed=i) for i in range(count)]
+    return [Request(prompt=f"질문 목록 {i}\n1. ", seed=i) for i in range(count)]
+
+
+def test_openai_chat_answers_are_cached_counted_and_priced(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        client = _client(tmp_path, "openai", server.url)
+        stats = CallStats()
+        answers = client.run(_requests(5), stats)
+        again = client.run(_requests(5), stats)
+        client.close()
+    assert all(answer.text.startswith("1. ") for answer in answers)
+    assert [a.text for a in again] == [a.text for a in answers]
+    assert (stats.calls, stats.cache_hits) == (5, 5)
+    assert (stats.input_tokens, stats.output_tokens) == (500, 200)
+    assert stats.cost_usd == pytest.approx((500 * 0.15 + 200 * 0.60) / 1e6)
+    assert server.requests == 5, "the second pass is replayed from calls.sqlite"
+    assert server.keys_seen == {"sk-test-key-0001"}
+
+
+def test_transient_faults_are_retried_and_every_call_answered_once(tmp_path: Path) -> None:
+    faults = {0: "429", 2: "500", 4: "hang", 6: "malformed", 8: "drop"}
+    with FakeLLMServer(faults=lambda ordinal, _: faults.get(ordinal)) as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=1, timeout_s=1.0)
+        stats = CallStats()
+        answers = client.run(_requests(8), stats)
+        client.close()
+    assert len(answers) == 8 and all(answer.text for answer in answers)
+    assert sorted(server.answered.values()) == [1] * 8, "no call answered twice, none lost"
+    assert stats.retries == 5 and stats.calls == 8
+    retries = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "llm_retry"]
+    assert [e["error"].split(":")[0] for e in retries] == [
+        "HTTP 429",
+        "HTTP 500",
+        "no answer within 1 s",
+        "malformed response body",
+        "connection failed",
+    ]
+    assert retries[0]["wait_s"] == 1.0, "the 429's Retry-After is honoured"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [("401", "authentication failed: check the API key (--api-key)"), ("404", "unknown model")],
+)
+def test_client_errors_fail_fast_with_one_clear_line(
+    tmp_path: Path, fault: str, expected: str
+) -> None:
+    with FakeLLMServer(faults=lambda ordinal, _: fault) as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=1)
+        with pytest.raises(FatalBackendError) as error:
+            client.run(_requests(1), CallStats())
+        client.close()
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert server.requests == 1, "a 4xx is not retried"
+
+
+def test_gives_up_after_max_retries_with_a_resume_hint(tmp_path: Path) -> None:
+    with FakeLLMServer(faults=lambda ordinal, _: "429") as server:
+        client = _client(tmp_path, "openai", server.url, max_retries=2)
+        with pytest.raises(FatalBackendError, match="gave up after 3 attempts: HTTP 429"):
+            client.run(_requests(1), CallStats())
+        client.close()
+    assert server.requests == 3
+
+
+def test_a_key_echoed_by_the_server_is_redacted(tmp_path: Path) -> None:
+    secret = "sk-live-DO-NOT-LOG-9137"
+    with FakeLLMServer(faults=lambda ordinal, _: "echo-key" if ordinal == 0 else None) as server:
+        client = _client(tmp_path, "openai", server.url, api_key=secret)
+        client.run(_requests(1), CallStats())
+        client.close()
+    assert secret not in (tmp_path / "events.jsonl").read_text()
+    assert "upstream failed for key ***" in (tmp_path / "events.jsonl").read_text()
+
+
+def test_requests_per_minute_limit_spaces_calls(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        client = _client(tmp_path, "openai", server.url, requests_per_minute=120)
+        started = time.perf_counter()
+        client.run(_requests(6), CallStats())
+        elapsed = time.perf_counter() - started
+        client.close()
+    assert server.requests == 6
+    assert elapsed >= 1.5, "120/min is 2 per second: 6 calls need about 2 s"
+
+
+def test_in_flight_limit_bounds_concurrency(tmp_path: Path) -> None:
+    with FakeLLMServer(latency_s=0.3) as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=4)
+        started = time.perf_counter()
+        client.run(_requests(8), CallStats())
+        elapsed = time.perf_counter() - started
+        client.close()
+    assert server.requests == 8
+    assert 0.55 <= elapsed < 1.5, "8 calls of 0.3 s, 4 at a time: two waves"
+
+
+def test_openai_json_schema_goes_out_as_structured_output(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        client = _client(tmp_path, "openai", server.url)
+        request = Request(messages=(("user", "판정해 줘"),), json_schema=VERDICT_SCHEMA)
+        (answer,) = client.run([request], CallStats())
+        client.close()
+    sent = server.bodies[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["schema"] == VERDICT_SCHEMA
+    assert answer.parsed["category"] == "a"
+
+
+def test_anthropic_messages_with_tool_use_verdicts(tmp_path: Path) -> None:
+    with FakeLLMServer() as server:
+        client = _client(tmp_path, "anthropic", server.root_url, api_key="sk-ant-test-0002")
+        plain = Request(messages=(("system", "규칙"), ("user", "질문 목록")), max_tokens=64)
+        verdict = Request(messages=(("user", "판정해 줘"),), json_schema=VERDICT_SCHEMA)
+        first, second = client.run([plain, verdict], CallStats())
+        client.close()
+    assert server.paths["/v1/messages"] == 2
+    assert server.bodies[0]["system"] == "규칙"
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": "질문 목록"}]
+    assert server.bodies[1]["tool_choice"] == {"type": "tool", "name": "answer"}
+    assert first.text.startswith("1. ") and first.finish_reason == "stop"
+    assert json.loads(second.text) == second.parsed and second.parsed["keep"] is True
+    assert server.keys_seen == {"sk-ant-test-0002"}
+    assert (first.input_tokens, first.output_tokens) == (120, 30)
+
+
+def test_a_missing_key_is_one_line_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings = BackendSettings(backend="openai", model="gpt-4o-mini")
+    with pytest.raises(Exception, match="set OPENAI_API_KEY or pass --api-key"):
+        make_backend(settings)
+    with pytest.raises(Exception, match="needs a model: pass --model"):
+        make_backend(BackendSettings(backend="anthropic"), api_key="k")
+
+
+# -- the real OpenAI-compatible server ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server on the bundled Gemma 3 270M, on a free port."""
+    from pipeline.backends.local import bundled_model_path
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(bundled_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "gemma-3-270m",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1).read()
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("llama_cpp.server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_openai_completions_against_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:
+    client = _client(
+        tmp_path, "openai", llama_server, chat=False, max_in_flight=2, model="gemma-3-270m"
+    )
+    requests = [
+        Request(prompt="한국어 질문 목록:\n1. ", max_tokens=24, seed=7, stop=("\n\n",)),
+        Request(prompt="한국어 질문 목록:\n1. ", max_tokens=24, seed=8, stop=("\n\n",)),
+    ]
+    stats = CallStats()
+    answers = client.run(requests, stats)
+    client.close()
+    assert all(answer.text.strip() for answer in answers)
+    assert all(answer.finish_reason in ("stop", "length") for answer in answers)
+    assert stats.input_tokens > 0 and stats.output_tokens > 0
+    assert stats.unpriced_calls == 2, "a local model name is not in the price table"
+
+
+def test_openai_chat_against_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:
+    client = _client(tmp_path, "openai", llama_server, chat=True, model="gemma-3-270m")
+    (answer,) = client.run(
+        [Request(messages=(("user", "안녕하세요?"),), max_tokens=16, seed=1)], CallStats()
+    )
+    client.close()
+    assert answer.text.strip() and answer.output_tokens > 0

@@ -1,0 +1,199 @@
+"""`synth run` on API backends end to end: faults, kills, fatal errors, keys, dry runs, a judge on
+another provider.
+
+The server is `FakeLLMServer` (real sockets, the OpenAI and Anthropic shapes): no real API can be
+reached here, and only a fake can fail on cue and count how often each call was answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from tests.conftest import run_synth, write_taxonomy
+from tests.fake_llm_server import FakeLLMServer
+
+KEY = "sk-test-NEVER-WRITTEN-4242"
+
+
+@pytest.fixture
+def taxonomy(tmp_path: Path) -> Path:
+    return write_taxonomy(
+        tmp_path, settings={"calls_per_batch": 1, "items_per_call": 4, "max_rounds": 1}
+    )
+
+
+def _api_args(taxonomy: Path, out: Path, server: FakeLLMServer, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--taxonomy",
+        str(taxonomy),
+        "--n",
+        "8",
+        "--out",
+        str(out),
+        "--backend",
+        "openai",
+        "--model",
+        "gpt-4o-mini",
+        "--completions",
+        "--base-url",
+        server.url,
+        "--timeout",
+        "2",
+        *extra,
+    ]
+
+
+def _planned(out: Path) -> int:
+    return sum(pl.read_parquet(plan).height for plan in out.glob("round-*/plan.parquet"))
+
+
+def _every_file_bytes(root: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in root.rglob("*") if path.is_file())
+
+
+def test_api_run_survives_faults_answers_each_call_once_and_never_writes_the_key(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    faults = {1: "500", 3: "429", 5: "drop", 7: "echo-key"}
+    out = tmp_path / "out"
+    with FakeLLMServer(faults=lambda ordinal, _: faults.get(ordinal)) as server:
+        result = cli(*_api_args(taxonomy, out, server, "--api-key", KEY))
+    assert result.exit_code == 0, result.output
+    assert sorted(server.answered.values()) == [1] * _planned(out)
+    rows = pl.read_parquet(out / "round-001" / "generate" / "*.parquet")
+    assert set(rows["generator"]) == {"openai:gpt-4o-mini"} and rows.height > 0
+    manifest = json.loads((out / "run.json").read_text())
+    record = manifest["stages"]["round-001/generate"]
+    assert record["calls"] == _planned(out) and record["retries"] == 4
+    assert record["cost_usd"] > 0
+    assert manifest["connection"]["generator"]["base_url"] == server.url
+    assert server.keys_seen == {KEY}
+    assert KEY.encode() not in _every_file_bytes(out)
+    assert KEY not in result.output
+    status = cli("status", out)
+    assert status.exit_code == 0 and "est. cost $" in status.output
+
+
+def test_killing_an_api_run_and_rerunning_pays_for_no_call_twice(
+    taxonomy: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "COLUMNS": "200"}
+    with FakeLLMServer(hold_after=3) as server:
+        args = _api_args(taxonomy, out, server, "--max-in-flight", "2")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "synth"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        deadline = time.time() + 120
+        while server.requests < 5 and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the three answers reach calls.sqlite; two calls stay held
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        answered_before = set(server.answered)
+        assert len(answered_before) == 3
+        server.hold_after = None
+        server.release.set()
+        rerun = run_synth(*args, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert max(server.answered.values()) == 1, "a call answered before the kill was paid again"
+    assert len(server.answered) == _planned(out)
+
+
+def test_a_fatal_error_stops_with_one_line_and_keeps_finished_parts(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "out"
+    with FakeLLMServer(faults=lambda ordinal, _: "401" if ordinal >= 2 else None) as server:
+        args = _api_args(taxonomy, out, server, "--max-in-flight", "1")
+        result = cli(*args)
+        assert result.exit_code == 2
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert "HTTP 401, authentication failed: check the API key (OPENAI_API_KEY)" in line
+        assert len(list(out.glob("round-001/generate/part-*.parquet"))) == 2
+        server.faults = lambda ordinal, _: None
+        assert cli(*args).exit_code == 0
+    assert max(server.answered.values()) == 1
+
+
+def test_dry_run_prints_calls_and_cost_and_touches_nothing(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "out"
+    with FakeLLMServer() as server:
+        result = cli(*_api_args(taxonomy, out, server, "--chat", "--judge", "llm", "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert server.requests == 0 and not out.exists()
+    assert "generator openai:gpt-4o-mini:" in result.output
+    assert "judge openai:gpt-4o-mini:" in result.output
+    assert "estimated cost of round 1: <= $" in result.output
+
+
+def test_missing_key_is_one_line_before_anything_is_written(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "out"
+    result = cli(
+        "run",
+        "--taxonomy",
+        taxonomy,
+        "--n",
+        "4",
+        "--out",
+        out,
+        "--backend",
+        "openai",
+        "--model",
+        "gpt-4o-mini",
+    )
+    assert result.exit_code == 2
+    assert "set OPENAI_API_KEY or pass --api-key" in result.stderr
+    assert not out.exists()
+
+
+def test_judge_on_another_provider(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-other-key-77")
+    out = tmp_path / "out"
+    with FakeLLMServer() as server:
+        args = _api_args(
+            taxonomy,
+            out,
+            server,
+            "--judge",
+            "llm",
+            "--judge-backend",
+            "anthropic",
+            "--judge-model",
+            "claude-haiku-4-5",
+            "--judge-base-url",
+            server.root_url,
+        )
+        result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert server.paths["/v1/completions"] > 0 and server.paths["/v1/messages"] > 0
+    assert server.keys_seen == {KEY, "sk-ant-other-key-77"}
+    judged = pl.read_parquet(out / "round-001" / "judge" / "*.parquet")
+    assert (judged["judge_reason"] == "fake verdict").sum() > 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["stages"]["round-001/judge"]["calls"] == server.paths["/v1/messages"]
