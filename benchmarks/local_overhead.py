@@ -4,7 +4,7 @@ Both sides run the same rendered generation prompt with the same seeds on the bu
 270M, so they produce the same tokens; the difference is our overhead (request building, the
 event loop, the thread hop, the call cache and event log on disk).
 
-    python benchmarks/local_overhead.py [--calls 12]
+    python benchmarks/local_overhead.py [--calls 12] [--repeats 4]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def _prompt() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     prompt = _prompt()
     seeds = list(range(1, args.calls + 1))
@@ -50,23 +51,24 @@ def main() -> None:
     llama = backend._load()
     llama.create_completion(prompt, max_tokens=8, seed=0)  # warm the prompt cache path
 
-    tokens, started = 0, time.perf_counter()
-    for seed in seeds:
-        output = llama.create_completion(
-            prompt,
-            max_tokens=320,
-            temperature=0.9,
-            top_p=0.95,
-            seed=seed,
-            stop=list(COMPLETION_STOP),
-            repeat_penalty=1.1,
-        )
-        tokens += output["usage"]["completion_tokens"]
-    alone = tokens / (time.perf_counter() - started)
+    def alone() -> tuple[int, float]:
+        tokens, started = 0, time.perf_counter()
+        for seed in seeds:
+            output = llama.create_completion(
+                prompt,
+                max_tokens=320,
+                temperature=0.9,
+                top_p=0.95,
+                seed=seed,
+                stop=list(COMPLETION_STOP),
+                repeat_penalty=1.1,
+            )
+            tokens += output["usage"]["completion_tokens"]
+        return tokens, time.perf_counter() - started
 
-    with tempfile.TemporaryDirectory() as directory:
+    def through(directory: Path) -> tuple[int, float]:
         client = LLMClient(
-            backend, CallCache(Path(directory) / "calls.sqlite"), EventLog(Path(directory) / "e")
+            backend, CallCache(directory / "calls.sqlite"), EventLog(directory / "e")
         )
         requests = [
             Request(prompt=prompt, max_tokens=320, seed=seed, stop=COMPLETION_STOP)
@@ -74,13 +76,25 @@ def main() -> None:
         ]
         stats, started = CallStats(), time.perf_counter()
         client.run(requests, stats)
-        through = stats.output_tokens / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
         client.close()
+        client.cache.close()
+        return stats.output_tokens, elapsed
+
+    # alternate the two, several times, so drift in the machine's speed hits both alike
+    totals = {"alone": [0, 0.0], "through": [0, 0.0]}
+    for repeat in range(args.repeats):
+        for name in ("alone", "through") if repeat % 2 == 0 else ("through", "alone"):
+            with tempfile.TemporaryDirectory() as directory:
+                tokens, elapsed = alone() if name == "alone" else through(Path(directory))
+            totals[name][0] += tokens
+            totals[name][1] += elapsed
+    rate = {name: tokens / elapsed for name, (tokens, elapsed) in totals.items()}
     backend.close()
-    print(f"calls {args.calls}, prompt {len(prompt)} chars")
-    print(f"llama.cpp alone      {alone:8.1f} tokens/s ({tokens} tokens)")
-    print(f"through the client   {through:8.1f} tokens/s ({stats.output_tokens} tokens)")
-    print(f"share                {through / alone:8.1%}")
+    print(f"calls {args.calls} x {args.repeats} repeats, prompt {len(prompt)} chars")
+    print(f"llama.cpp alone      {rate['alone']:8.1f} tokens/s ({totals['alone'][0]} tokens)")
+    print(f"through the client   {rate['through']:8.1f} tokens/s ({totals['through'][0]} tokens)")
+    print(f"share                {rate['through'] / rate['alone']:8.1%}")
 
 
 if __name__ == "__main__":

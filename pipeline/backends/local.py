@@ -68,8 +68,7 @@ class LocalBackend(Backend):
         self._n_ctx = n_ctx
         self._llama: Any = None
         self._grammars: dict[str, Any] = {}
-        # llama.cpp aborts on two decodes at once; a cancelled call's thread may still be
-        # decoding when the next call starts, so calls take turns here, not only in the client
+        # llama.cpp aborts on two decodes at once: whatever thread calls, calls take turns
         self._busy = threading.Lock()
 
     @property
@@ -95,7 +94,14 @@ class LocalBackend(Backend):
         return self._llama
 
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
-        return [await asyncio.to_thread(self._complete, request) for request in requests]
+        # on the loop's own thread: llama.cpp decodes measurably slower when called from a worker
+        # thread (benchmarks/local_overhead.py), and with one call at a time the loop has nothing
+        # else to do meanwhile. A Ctrl-C lands when the current completion returns.
+        answers = []
+        for request in requests:
+            answers.append(self._complete(request))
+            await asyncio.sleep(0)  # let finished parts be written and a Ctrl-C be noticed
+        return answers
 
     def _complete(self, request: Request) -> Response:
         if request.prompt is None:

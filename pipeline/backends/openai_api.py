@@ -3,6 +3,13 @@
 
 Chat completions by default; plain completions (`chat: false`) for base models continuing the open
 numbered list. A request's JSON schema becomes `response_format` (structured outputs) on chat.
+
+Requests go through the SDK's documented low-level `client.post(path, body=..., cast_to=Response)`
+rather than the typed `create` methods: same client, auth, timeouts and error classes, without
+the typed parameter transform and response models, which cost about a millisecond of CPU per
+call, the largest share of the client's overhead at hundreds of calls per second
+(benchmarks/api_concurrency.py). The JSON body is read here, and a body that does not parse or
+lacks the fields is a malformed answer, retried.
 """
 
 from __future__ import annotations
@@ -48,11 +55,14 @@ class OpenAIBackend(APIBackend):
         import openai
 
         started = time.perf_counter()
+        path, body = (
+            ("/chat/completions", self._chat(request))
+            if self.chat
+            else ("/completions", self._completion(request))
+        )
         try:
-            if self.chat:
-                completion = await self.client().chat.completions.create(**self._chat(request))
-            else:
-                completion = await self.client().completions.create(**self._completion(request))
+            reply = await self.client().post(path, body=body, cast_to=_http_response_class())
+            completion = json.loads(reply.content)
         except openai.APITimeoutError:
             raise TransientBackendError(f"no answer within {self.timeout_s:g} s") from None
         except openai.APIConnectionError as error:
@@ -103,22 +113,21 @@ class OpenAIBackend(APIBackend):
 
     def _response(self, completion: Any, latency_s: float) -> Response:
         """Text, finish reason and usage; a body without them is malformed (and retried)."""
-        choices = getattr(completion, "choices", None)
-        if not choices:
+        choices = completion.get("choices") if isinstance(completion, dict) else None
+        if not choices or not isinstance(choices[0], dict):
             raise TransientBackendError("malformed response body: no choices")
         choice = choices[0]
         if self.chat:
-            message = getattr(choice, "message", None)
-            text = getattr(message, "content", None)
-            refusal = getattr(message, "refusal", None)
+            message = choice.get("message") or {}
+            text, refusal = message.get("content"), message.get("refusal")
         else:
-            text, refusal = getattr(choice, "text", None), None
-        if text is None and refusal is None:
+            text, refusal = choice.get("text"), None
+        if not isinstance(text, str) and not refusal:
             raise TransientBackendError("malformed response body: no text in the first choice")
-        finish = getattr(choice, "finish_reason", None) or "stop"
+        finish = choice.get("finish_reason") or "stop"
         if refusal and not text:
-            text, finish = refusal, "content_filter"
-        usage = getattr(completion, "usage", None)
+            text, finish = str(refusal), "content_filter"
+        usage = completion.get("usage") or {}
         parsed = None
         if self.chat and text:
             try:
@@ -128,8 +137,20 @@ class OpenAIBackend(APIBackend):
         return Response(
             text=text or "",
             finish_reason=str(finish),
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency_s,
             parsed=parsed,
         )
+
+
+def _http_response_class() -> type:
+    """The raw response type the SDK returns for `cast_to` (httpx2 in current releases)."""
+    try:
+        import httpx2
+
+        return httpx2.Response
+    except ImportError:  # releases before the httpx2 switch
+        import httpx
+
+        return httpx.Response
