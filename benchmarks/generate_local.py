@@ -1,7 +1,8 @@
 """Throughput of the default offline run: `synth run` on the bundled local model.
 
-Prints wall time, model calls, calls/s, generated rows/s, accepted items and the peak RSS of the
-run, for a fresh run of the shipped taxonomy. Usage:
+Prints wall time, model calls, calls/s, generated rows/s, accepted items, the exported corpus's
+split sizes and shortfalls, and the peak RSS of the run, for a fresh run of the shipped taxonomy.
+Usage:
 
     python benchmarks/generate_local.py --n 200
 """
@@ -43,10 +44,14 @@ def main() -> None:
         rows = pl.read_parquet(out / "round-*" / "generate" / "*.parquet").height
         accepted = sum(outcome["accepted"] for outcome in manifest["outcomes"])
         rounds = len(list(out.glob("round-*")))
+        corpus = manifest.get("corpus", {})
+        splits = "/".join(str(count) for count in corpus.get("by_split", {}).values())
+        short = ",".join(entry["category"] for entry in corpus.get("short", [])) or "none"
     print(
         f"n={args.n} rounds={rounds} wall={wall:.1f}s calls={calls} "
         f"calls/s={calls / wall:.2f} rows={rows} rows/s={rows / wall:.2f} "
-        f"accepted={accepted}/{args.n} peak_rss={peak_mib:.0f}MiB"
+        f"accepted={accepted}/{args.n} corpus(train/validation/test)={splits} "
+        f"examples={corpus.get('examples')} short={short} peak_rss={peak_mib:.0f}MiB"
     )
 
 

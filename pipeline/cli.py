@@ -131,6 +131,17 @@ def run(
     judge_base_url: Annotated[
         str | None, typer.Option(help="Server of the LLM judge when it differs from --base-url.")
     ] = None,
+    responder: Annotated[
+        str | None,
+        typer.Option(
+            help="Safe responses: 'template' (offline policy templates, the default) or 'llm' "
+            "(prompts/respond.j2)."
+        ),
+    ] = None,
+    responder_backend: Annotated[
+        str | None, typer.Option(help="Backend of the LLM responder (default: the generator's).")
+    ] = None,
+    responder_model: Annotated[str | None, typer.Option(help="Model of the LLM responder.")] = None,
     fuzzy_threshold: Annotated[
         float | None,
         typer.Option(help="Dedup: fuzz.ratio (0-100) at which two queries are duplicates."),
@@ -180,6 +191,9 @@ def run(
         judge_backend=judge_backend,
         judge_model=judge_model,
         judge_base_url=judge_base_url,
+        responder=responder,
+        responder_backend=responder_backend,
+        responder_model=responder_model,
         fuzzy_threshold=fuzzy_threshold,
         embedding_threshold=embedding_threshold,
         fresh=fresh,
@@ -243,7 +257,8 @@ def status(
 def inspect(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (the --out of synth run).")],
     stage: Annotated[
-        str, typer.Option(help="Stage to show: generate, screen, dedup or judge.")
+        str,
+        typer.Option(help="Stage to show: generate, screen, dedup, judge, balance or respond."),
     ] = "judge",
     rejected: Annotated[
         bool, typer.Option("--rejected", help="Only rows this stage rejected.")

@@ -8,23 +8,26 @@ how many the run directory's call cache already holds, and estimates tokens with
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.backends import Backend, make_backend
+from pipeline.backends import Backend, Request, make_backend
 from pipeline.callcache import CallCache, call_key
 from pipeline.judges import Item
 from pipeline.judges.llm import LLMJudge
 from pipeline.llm import CallStats, request_tokens
 from pipeline.plan import plan_round, quotas
 from pipeline.prices import format_cost
+from pipeline.responders import LLMResponder
 from pipeline.runner import Prepared, RunOptions, prepare
 from pipeline.stages import generate
 from pipeline.store import RunDir
 from pipeline.tally import read_plan
+from pipeline.taxonomy import Category
 
 
 @dataclass
@@ -47,10 +50,20 @@ class DryRun:
     generator: RoleEstimate
     judge: RoleEstimate | None
     max_rounds: int
+    responder: RoleEstimate | None = None
+
+    @property
+    def roles(self) -> list[tuple[str, RoleEstimate]]:
+        found = [
+            ("generator", self.generator),
+            ("judge", self.judge),
+            ("responder", self.responder),
+        ]
+        return [(name, estimate) for name, estimate in found if estimate is not None]
 
     @property
     def cost_usd(self) -> float | None:
-        costs = [self.generator.cost_usd] + ([self.judge.cost_usd] if self.judge else [])
+        costs = [estimate.cost_usd for _, estimate in self.roles]
         return None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs)
 
 
@@ -87,7 +100,12 @@ def dry_run(options: RunOptions) -> DryRun:
     if prepared.judge.kind == "llm":
         items = int(tasks["n_new"].sum()) if tasks.height else 0
         judge = _judge_estimate(prepared, items)
-    return DryRun(quota_by_category, generator, judge, prepared.taxonomy.settings.max_rounds)
+    responder = None
+    if prepared.responder.kind == "llm":
+        responder = _responder_estimate(prepared, options.n)
+    return DryRun(
+        quota_by_category, generator, judge, prepared.taxonomy.settings.max_rounds, responder
+    )
 
 
 def _cached_keys(run_dir: RunDir) -> set[str]:
@@ -101,10 +119,8 @@ def _cached_keys(run_dir: RunDir) -> set[str]:
 
 
 def _judge_estimate(prepared: Prepared, items: int) -> RoleEstimate:
-    """One judge call per generated item (more only when a verdict must be retried); its prompt
-    size is the average over one exemplar per category."""
-    backend: Backend = make_backend(prepared.judge, check=False)
-    estimate = RoleEstimate(backend.name, backend.model)
+    """One judge call per generated item (more only when a verdict must be retried)."""
+    backend = make_backend(prepared.judge, check=False)
     judge = LLMJudge(
         prepared.taxonomy,
         prepared.prompts,
@@ -112,15 +128,49 @@ def _judge_estimate(prepared: Prepared, items: int) -> RoleEstimate:
         prepared.judge,
         CallStats(),
     )
-    sizes = [
-        request_tokens(
-            judge.request(Item("-", c.exemplars[0], c.id, c.label), attempt=0, feedback=None)
-        )
-        for c in prepared.taxonomy.categories
-    ]
-    estimate.calls = items
-    estimate.input_tokens = items * sum(sizes) // max(len(sizes), 1)
-    estimate.max_output_tokens = items * prepared.judge.max_tokens
+    return _role_estimate(
+        prepared,
+        backend,
+        items,
+        prepared.judge.max_tokens,
+        lambda c: judge.request(Item("-", c.exemplars[0], c.id, c.label), 0, None),
+    )
+
+
+def _responder_estimate(prepared: Prepared, n: int) -> RoleEstimate:
+    """One responder call per item of the final corpus (`--n`), after the last round."""
+    backend = make_backend(prepared.responder, check=False)
+    responder = LLMResponder(
+        prepared.taxonomy,
+        prepared.prompts,
+        _NoClient(backend),  # type: ignore[arg-type]
+        prepared.responder,
+        prepared.templates,
+        CallStats(),
+    )
+    return _role_estimate(
+        prepared,
+        backend,
+        n,
+        prepared.responder.max_tokens,
+        lambda c: responder.request(
+            {"id": c.id, "category": c.id, "label": c.label, "text": c.exemplars[0]}
+        ),
+    )
+
+
+def _role_estimate(
+    prepared: Prepared,
+    backend: Backend,
+    calls: int,
+    max_tokens: int,
+    request_for: Callable[[Category], Request],
+) -> RoleEstimate:
+    """`calls` calls whose prompt size is the average over one exemplar per category."""
+    sizes = [request_tokens(request_for(c)) for c in prepared.taxonomy.categories]
+    estimate = RoleEstimate(backend.name, backend.model, calls=calls)
+    estimate.input_tokens = calls * sum(sizes) // max(len(sizes), 1)
+    estimate.max_output_tokens = calls * max_tokens
     estimate.cost_usd = _cost(prepared, estimate)
     return estimate
 
@@ -148,9 +198,8 @@ def render_dry_run(plan: DryRun) -> Group:
         calls, tokens = generator.by_category.get(category, [0, 0])
         table.add_row(category, str(quota), str(calls), f"{tokens:,}")
     lines = [
-        _role_line("generator", generator),
-        *([_role_line("judge", plan.judge)] if plan.judge else []),
-        f"estimated cost of round 1: {_cost_text(plan.cost_usd)} "
+        *(_role_line(name, estimate) for name, estimate in plan.roles),
+        f"estimated cost of round 1 (and the responses): {_cost_text(plan.cost_usd)} "
         "(output tokens counted at max_tokens, so an upper bound)",
         f"top-up rounds (up to {plan.max_rounds - 1} more) add calls only for categories "
         "still short of quota. Nothing was called or written.",

@@ -14,14 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.errors import UserError
-from pipeline.store import RunDir
-from pipeline.tally import STAGES
+from pipeline.store import FINAL_ROUND, RunDir
+from pipeline.tally import FINAL_STAGES, STAGES
 
 #: extra columns worth seeing per stage, when present
 STAGE_COLUMNS = {
     "screen": ["screen_flags"],
     "dedup": ["dup_of_text", "dup_score"],
     "judge": ["judge_score", "judge_reason"],
+    "balance": ["judge_score"],
+    "respond": ["response"],
 }
 HEADERS = {
     "judge_score": "score",
@@ -36,11 +38,12 @@ def load_stage(root: Path, stage: str) -> pl.DataFrame:
     run_dir = RunDir(root)
     if not run_dir.manifest.exists():
         raise UserError(f"{root}: not a run directory (no run.json); pass the --out of a run")
-    if stage not in STAGES:
-        raise UserError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+    if stage not in (*STAGES, *FINAL_STAGES):
+        raise UserError(f"unknown stage {stage!r} (stages: {', '.join(STAGES + FINAL_STAGES)})")
+    rounds = [FINAL_ROUND] if stage in FINAL_STAGES else run_dir.rounds()
     frames = [
         frame
-        for round_index in run_dir.rounds()
+        for round_index in rounds
         if (frame := run_dir.read_stage(round_index, stage)) is not None
     ]
     if not frames:

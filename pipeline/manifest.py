@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import UserError
-from pipeline.store import write_json_atomic
+from pipeline.store import FINAL_DIR, FINAL_ROUND, write_json_atomic
 
 VERSIONED_PACKAGES = ("polars", "pydantic", "jinja2", "llama_cpp_python", "pyarrow")
 
@@ -54,6 +54,13 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def stage_key(round_index: int, stage: str) -> str:
+    """`round-001/generate`, or `final/respond` for the run-level stages (round 0)."""
+    return (
+        f"{FINAL_DIR}/{stage}" if round_index == FINAL_ROUND else f"round-{round_index:03d}/{stage}"
+    )
 
 
 class Manifest:
@@ -109,7 +116,7 @@ class Manifest:
 
     def stage(self, round_index: int, stage: str) -> dict[str, Any]:
         """The mutable record of one stage in one round."""
-        return self.data["stages"].setdefault(f"round-{round_index:03d}/{stage}", {})
+        return self.data["stages"].setdefault(stage_key(round_index, stage), {})
 
     def save(self) -> None:
         self.data["updated_at"] = time.time()

@@ -20,6 +20,7 @@ from pipeline.taxonomy import Category, Taxonomy
 
 GENERATE_DIR = "generate"
 JUDGE_TEMPLATE = "judge.j2"
+RESPOND_TEMPLATE = "respond.j2"
 
 
 class PromptLibrary:
@@ -69,16 +70,32 @@ class PromptLibrary:
         return f"{name}@{digest.hexdigest()[:10]}"
 
     def fingerprint(self) -> dict[str, str]:
-        """A hash per prompt file; part of the run's config snapshot."""
+        """A hash per prompt file (templates and the YAML of responses and instructions); part
+        of the run's config snapshot."""
         return {
             str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-            for path in sorted(self.root.rglob("*.j2"))
+            for path in sorted(self.root.rglob("*"))
+            if path.is_file() and path.suffix in (".j2", ".yaml", ".yml")
         }
 
-    def check(self, taxonomy: Taxonomy, require_judge: bool = False) -> list[str]:
-        """Every problem with the prompt files for this taxonomy, one line each. The judge
-        prompt is checked whenever it exists, and must exist when the LLM judge is chosen."""
+    def check(
+        self, taxonomy: Taxonomy, require_judge: bool = False, require_respond: bool = False
+    ) -> list[str]:
+        """Every problem with the prompt files for this taxonomy, one line each. The judge and
+        respond prompts are checked whenever they exist, and must exist when the LLM judge or
+        the LLM responder is chosen."""
         problems: list[str] = []
+        if require_respond or (self.root / RESPOND_TEMPLATE).exists():
+            for category in taxonomy.categories:
+                try:
+                    self.render(
+                        RESPOND_TEMPLATE,
+                        category=category.model_dump(),
+                        item={"text": category.exemplars[0], "label": category.label},
+                    )
+                except UserError as error:
+                    problems.append(error.message)
+                    break
         if require_judge or (self.root / JUDGE_TEMPLATE).exists():
             category = taxonomy.categories[0]
             try:

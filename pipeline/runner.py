@@ -8,6 +8,8 @@ parts of earlier rounds, skips parts already on disk, and replays cached calls f
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -31,25 +33,32 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from pipeline import export
 from pipeline.backends import Response, make_backend, require_known_backend
 from pipeline.callcache import CallCache
+from pipeline.card import render_card
 from pipeline.embed import VectorCache, make_embedder
 from pipeline.errors import UserError
 from pipeline.events import EventLog
+from pipeline.export import InstructionPool, load_instructions
 from pipeline.judges import Judge
 from pipeline.judges.llm import LLMJudge
 from pipeline.judges.offline import CentroidJudge
 from pipeline.llm import CallStats, LLMClient
 from pipeline.lock import RunLock
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, snapshot_hash
 from pipeline.plan import plan_round, quotas
 from pipeline.prices import PriceTable, format_cost
 from pipeline.prompts import PromptLibrary
+from pipeline.responders import LLMResponder, TemplateResponder
+from pipeline.splits import SPLITS
+from pipeline.stages import balance, generate, screen
 from pipeline.stages import dedup as dedup_stage
-from pipeline.stages import generate, screen
 from pipeline.stages import judge as judge_stage
+from pipeline.stages import respond as respond_stage
+from pipeline.stages.respond import Responder
 from pipeline.status import compact as _compact
-from pipeline.store import ROUND_PATTERN, RunDir, write_parquet_atomic
+from pipeline.store import FINAL_DIR, FINAL_ROUND, ROUND_PATTERN, RunDir, write_parquet_atomic
 from pipeline.tally import PLAN_FILE, kept_rows, read_plan, tally
 from pipeline.taxonomy import (
     CONNECTION_FIELDS,
@@ -57,6 +66,7 @@ from pipeline.taxonomy import (
     DedupSettings,
     GeneratorSettings,
     JudgeSettings,
+    ResponderSettings,
     Taxonomy,
     load_taxonomy,
 )
@@ -72,7 +82,10 @@ RUN_ARTEFACTS = (
     "events.jsonl",
     "report.html",
     "corpus",
+    "corpus.partial",
+    "corpus.old",
     "embeddings",
+    FINAL_DIR,
 )
 
 
@@ -94,6 +107,9 @@ class RunOptions:
     judge_backend: str | None = None
     judge_model: str | None = None
     judge_base_url: str | None = None
+    responder: str | None = None
+    responder_backend: str | None = None
+    responder_model: str | None = None
     fuzzy_threshold: float | None = None
     embedding_threshold: float | None = None
     fresh: bool = False
@@ -131,6 +147,9 @@ class Prepared:
     dedup: DedupSettings
     snapshot: dict[str, Any]
     prices: PriceTable
+    responder: ResponderSettings
+    templates: TemplateResponder
+    instructions: dict[str, InstructionPool]
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -165,6 +184,18 @@ def prepare(options: RunOptions) -> Prepared:
         judge = judge.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
     if judge.kind not in ("offline", "llm"):
         raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
+    responder = _role_settings(
+        taxonomy.settings.responder,
+        defaults.generator,
+        generator,
+        options.responder_backend,
+        options.responder_model,
+        options.backend,
+    )
+    if options.responder is not None:
+        if options.responder not in ("template", "llm"):
+            raise UserError(f"--responder must be 'template' or 'llm' (got {options.responder!r})")
+        responder = responder.model_copy(update={"kind": options.responder})
     dedup_overrides: dict[str, Any] = {}
     if options.fuzzy_threshold is not None:
         dedup_overrides["fuzzy_threshold"] = options.fuzzy_threshold
@@ -181,10 +212,18 @@ def prepare(options: RunOptions) -> Prepared:
     require_known_backend(generator.backend, "--backend")
     if judge.kind == "llm":
         require_known_backend(judge.backend, "--judge-backend")
+    if responder.kind == "llm":
+        require_known_backend(responder.backend, "--responder-backend")
     prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
-    problems = prompts.check(taxonomy, require_judge=judge.kind == "llm")
+    problems = prompts.check(
+        taxonomy, require_judge=judge.kind == "llm", require_respond=responder.kind == "llm"
+    )
     if problems:
         raise UserError(problems[0], details=problems[1:])
+    # the offline response templates (also the LLM responder's fallback) and the instruction
+    # pools are checked now, so a typo in them fails before any call is paid for
+    templates = TemplateResponder(taxonomy, prompts.root, options.seed)
+    instructions = load_instructions(prompts.root)
     # only what changes results decides whether a run may resume: connection settings and
     # prices do not, and no key is ever part of a setting
     snapshot = {
@@ -192,19 +231,56 @@ def prepare(options: RunOptions) -> Prepared:
         "seed": options.seed,
         "generator": generator.model_dump(exclude=CONNECTION_FIELDS),
         "judge": judge.model_dump(exclude=CONNECTION_FIELDS),
+        "responder": responder.model_dump(exclude=CONNECTION_FIELDS),
         "dedup": dedup.model_dump(),
         "taxonomy": taxonomy.model_dump(
             mode="json",
             exclude={
                 "prices": True,
-                "settings": {"generator": CONNECTION_FIELDS, "judge": CONNECTION_FIELDS},
+                "settings": {
+                    "generator": CONNECTION_FIELDS,
+                    "judge": CONNECTION_FIELDS,
+                    "responder": CONNECTION_FIELDS,
+                },
             },
         ),
         "prompts": prompts.fingerprint(),
     }
     return Prepared(
-        taxonomy, prompts, generator, judge, dedup, snapshot, PriceTable(taxonomy.prices)
+        taxonomy,
+        prompts,
+        generator,
+        judge,
+        dedup,
+        snapshot,
+        PriceTable(taxonomy.prices),
+        responder,
+        templates,
+        instructions,
     )
+
+
+def _role_settings(
+    settings: ResponderSettings,
+    taxonomy_generator: GeneratorSettings,
+    generator: GeneratorSettings,
+    backend: str | None,
+    model: str | None,
+    generator_flag: str | None,
+) -> ResponderSettings:
+    """An LLM role's settings with its flags; like the judge, a role that the taxonomy puts on
+    the generator's backend follows --backend/--model, and shares the generator's connection."""
+    if backend is not None:
+        settings = settings.model_copy(update={"backend": backend, "model": model})
+    elif generator_flag is not None and settings.backend == taxonomy_generator.backend:
+        settings = settings.model_copy(
+            update={"backend": generator.backend, "model": model or generator.model}
+        )
+    elif model is not None:
+        settings = settings.model_copy(update={"model": model})
+    if settings.backend == generator.backend:
+        settings = settings.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
+    return settings
 
 
 def _validated(settings: GeneratorSettings, overrides: dict[str, Any]) -> GeneratorSettings:
@@ -251,10 +327,20 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
         cache = CallCache(run_dir.calls)
         vector_caches = _VectorCaches(run_dir.root / "embeddings")
         llm = LLMClient(backend, cache, events, prepared.prices)
-        judge_parts = _JudgeParts(prepared, llm, options.api_key, vector_caches)
+        clients = _Clients(prepared, llm, options.api_key)
         try:
+            judge_parts = _JudgeParts(prepared, clients, vector_caches)
+            responder = _responder(prepared, clients)
             return _run_rounds(
-                options, prepared, run_dir, manifest, llm, judge_parts, vector_caches, console
+                options,
+                prepared,
+                run_dir,
+                manifest,
+                llm,
+                judge_parts,
+                responder,
+                vector_caches,
+                console,
             )
         except KeyboardInterrupt:
             manifest.data["status"] = "interrupted"
@@ -262,7 +348,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             events.write("interrupted")
             raise
         finally:
-            judge_parts.close()
+            clients.close()
             llm.close()
             backend.close()
             vector_caches.close()
@@ -277,6 +363,7 @@ def _run_rounds(
     manifest: Manifest,
     llm: LLMClient,
     judge_parts: _JudgeParts,
+    responder: Responder,
     vector_caches: _VectorCaches,
     console: Console,
 ) -> RunSummary:
@@ -362,6 +449,15 @@ def _run_rounds(
                 f"({final.accepted_by_category[category] / calls:.2f} per call)"
             )
         summary.outcomes.append(outcome)
+    with _progress(console) as progress:
+        shortfalls = _build_corpus(
+            options, prepared, run_dir, manifest, responder, summary, progress, llm.generator_name
+        )
+    short = {shortfall.category: shortfall for shortfall in shortfalls}
+    for outcome in summary.outcomes:
+        selected = short[outcome.category].selected if outcome.category in short else outcome.quota
+        outcome.accepted = selected
+        outcome.reason = short[outcome.category].reason if outcome.category in short else None
     manifest.data["status"] = "done"
     manifest.data["outcomes"] = [vars(outcome) for outcome in summary.outcomes]
     manifest.save()
@@ -371,6 +467,119 @@ def _run_rounds(
         short=[outcome.category for outcome in summary.outcomes if outcome.short],
     )
     return summary
+
+
+def _responder(prepared: Prepared, clients: _Clients) -> Responder:
+    settings = prepared.responder
+    if settings.kind == "template":
+        return prepared.templates
+    return LLMResponder(
+        prepared.taxonomy,
+        prepared.prompts,
+        clients.for_role(settings),
+        settings,
+        prepared.templates,
+        CallStats(),
+    )
+
+
+def _build_corpus(
+    options: RunOptions,
+    prepared: Prepared,
+    run_dir: RunDir,
+    manifest: Manifest,
+    responder: Responder,
+    summary: RunSummary,
+    progress: Progress,
+    generator_name: str,
+) -> list[balance.Shortfall]:
+    """Balance every round's accepted items, respond to the selection (checkpointed, cached),
+    and export `corpus/`. Cheap to redo, so a rerun of a finished run rebuilds the same corpus."""
+    taxonomy = prepared.taxonomy
+    rounds = [run_dir.read_stage(r, judge_stage.NAME) for r in run_dir.rounds()]
+    accepted = balance.accepted_items([frame for frame in rounds if frame is not None])
+    balanced, shortfalls = balance.run(
+        accepted,
+        dict(manifest.data["quota_by_category"]),
+        {c.id: c.label for c in taxonomy.categories},
+        taxonomy.settings.safe_share,
+        {o.category: o.reason for o in summary.outcomes if o.reason},
+    )
+    write_parquet_atomic(run_dir.part_path(FINAL_ROUND, balance.NAME, 0), balanced)
+    record = manifest.stage(FINAL_ROUND, balance.NAME)
+    record.update(status="done", parts_total=1, parts_done=1, rows_in=accepted.height)
+    selected = balanced.filter(pl.col("rejected_by").is_null())
+    _drop_stale_parts(run_dir, manifest, respond_stage.NAME, selected)
+    stats = getattr(responder, "stats", None) or CallStats()
+    respond_record = manifest.stage(FINAL_ROUND, respond_stage.NAME)
+    bar = progress.add_task("respond", total=selected.height, unit="rows")
+    _run_batches(
+        run_dir,
+        manifest,
+        FINAL_ROUND,
+        respond_stage.NAME,
+        selected,
+        ROWS_PER_BATCH,
+        lambda rows: _counting_calls(
+            respond_record, stats, lambda: respond_stage.run(rows, responder)
+        ),
+        progress,
+        bar,
+    )
+    summary.stats.merge(stats)
+    responded = run_dir.read_stage(FINAL_ROUND, respond_stage.NAME)
+    assert responded is not None
+    bar = progress.add_task("export", total=responded.height, unit="rows")
+    items, examples = export.build(
+        responded, taxonomy, prepared.instructions, taxonomy.settings.splits.shares(), options.seed
+    )
+    config = manifest.data.get("config", {})
+    card = render_card(
+        items,
+        examples,
+        _models(prepared, generator_name),
+        snapshot_hash(config.get("taxonomy", {})),
+        manifest.data["config_hash"],
+        shortfalls,
+        dict(manifest.data["quota_by_category"]),
+    )
+    export.write_corpus(run_dir.root, items, examples, card)
+    progress.update(bar, completed=responded.height)
+    manifest.data["corpus"] = {
+        "items": items.height,
+        "examples": examples.height,
+        "by_split": {s: int((items["split"] == s).sum()) for s in SPLITS},
+        "short": [vars(shortfall) for shortfall in shortfalls],
+    }
+    manifest.save()
+    return shortfalls
+
+
+def _drop_stale_parts(run_dir: RunDir, manifest: Manifest, stage: str, rows: pl.DataFrame) -> None:
+    """Parts answer a particular selection; if it changed, start the stage over (the call
+    cache still replays every answer already paid for)."""
+    digest = hashlib.sha256("\n".join(rows["id"].to_list()).encode()).hexdigest()[:16]
+    record = manifest.stage(FINAL_ROUND, stage)
+    if record.get("selection") != digest:
+        shutil.rmtree(run_dir.stage_dir(FINAL_ROUND, stage), ignore_errors=True)
+        record.clear()
+        record["selection"] = digest
+        manifest.save()
+
+
+def _models(prepared: Prepared, generator_name: str) -> dict[str, str]:
+    """`backend:model` of each role, for the dataset card."""
+
+    def name(settings: BackendSettings) -> str:
+        return f"{settings.backend}:{settings.model or 'default'}"
+
+    judge = prepared.judge
+    responder = prepared.responder
+    return {
+        "generator": generator_name,
+        "judge": name(judge) if judge.kind == "llm" else f"offline centroid ({judge.embedder})",
+        "responder": name(responder) if responder.kind == "llm" else "offline templates",
+    }
 
 
 def _load_or_plan(
@@ -545,27 +754,52 @@ def _dedup_reference(run_dir: RunDir, taxonomy: Taxonomy, round_index: int) -> p
     return pl.concat(frames, how="vertical_relaxed")
 
 
+class _Clients:
+    """The LLM client of each role. Roles on the generator's backend, model and server share
+    its client (one model in memory, one connection pool); others get their own."""
+
+    def __init__(self, prepared: Prepared, generator_llm: LLMClient, api_key: str | None) -> None:
+        self.prepared = prepared
+        self.generator_llm = generator_llm
+        self.api_key = api_key
+        self._own: dict[str, LLMClient] = {}
+
+    def for_role(self, settings: BackendSettings) -> LLMClient:
+        """Built at once (cheap: nothing loads or connects), so a missing key or model fails
+        before any call is paid for."""
+        generator = self.prepared.generator
+        same = {"backend", "model", "base_url", "chat"}
+        if settings.model_dump(include=same) == generator.model_dump(include=same):
+            return self.generator_llm
+        identity = json.dumps(settings.model_dump(include=same), sort_keys=True)
+        if identity not in self._own:
+            # --api-key belongs to the generator's provider; another provider's key comes from
+            # its own environment variable
+            key = self.api_key if settings.backend == generator.backend else None
+            base = self.generator_llm
+            self._own[identity] = LLMClient(
+                make_backend(settings, key), base.cache, base.events, base.prices
+            )
+        return self._own[identity]
+
+    def close(self) -> None:
+        for client in self._own.values():
+            client.close()
+            client.backend.close()
+
+
 class _JudgeParts:
     """The judge of this run, built on first use: the offline judge embeds the exemplars, the
     LLM judge may load a second model, and a finished run needs neither."""
 
-    def __init__(
-        self,
-        prepared: Prepared,
-        generator_llm: LLMClient,
-        api_key: str | None,
-        vector_caches: _VectorCaches,
-    ) -> None:
+    def __init__(self, prepared: Prepared, clients: _Clients, vector_caches: _VectorCaches) -> None:
         self.prepared = prepared
         self.vector_caches = vector_caches
-        self.generator_llm = generator_llm
-        self.api_key = api_key
         self.stats = CallStats()
         self._judge: Judge | None = None
-        self._own_client: LLMClient | None = None
-        # built now (cheap: nothing loads or connects) so a missing key or model for the judge
-        # fails before generation is paid for
-        self._llm_client = self._client(prepared.judge) if prepared.judge.kind == "llm" else None
+        self._llm_client = (
+            clients.for_role(prepared.judge) if prepared.judge.kind == "llm" else None
+        )
 
     def judge(self) -> Judge:
         if self._judge is not None:
@@ -582,29 +816,10 @@ class _JudgeParts:
             )
         return self._judge
 
-    def _client(self, settings: BackendSettings) -> LLMClient:
-        generator = self.prepared.generator
-        same = ("backend", "model", "base_url", "chat")
-        if settings.model_dump(include=set(same)) == generator.model_dump(include=set(same)):
-            return self.generator_llm  # one model in memory (and one connection pool), not two
-        # the --api-key flag belongs to the generator's provider; another provider's key comes
-        # from its own environment variable
-        key = self.api_key if settings.backend == generator.backend else None
-        base = self.generator_llm
-        self._own_client = LLMClient(
-            make_backend(settings, key), base.cache, base.events, base.prices
-        )
-        return self._own_client
-
     def run(self, rows: pl.DataFrame, record: dict[str, Any]) -> pl.DataFrame:
         """Judge one batch, adding its calls to the stage's record."""
         judge = self.judge()
         return _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
-
-    def close(self) -> None:
-        if self._own_client is not None:
-            self._own_client.close()
-            self._own_client.backend.close()
 
 
 def _run_row_stage(

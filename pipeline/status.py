@@ -12,10 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.errors import UserError
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, stage_key
 from pipeline.prices import format_cost
-from pipeline.store import RunDir
-from pipeline.tally import STAGES, read_plan, tally
+from pipeline.store import FINAL_ROUND, RunDir
+from pipeline.tally import FINAL_STAGES, STAGES, read_plan, tally
 
 
 def _when(timestamp: float | None) -> str:
@@ -110,6 +110,25 @@ def render_status(root: Path) -> Group:
                 f"{compact(record.get('output_tokens', 0))}",
             )
 
+    for stage in FINAL_STAGES:
+        record = data.get("stages", {}).get(stage_key(FINAL_ROUND, stage), {})
+        parts = run_dir.parts(FINAL_ROUND, stage)
+        if not parts and not record:
+            continue
+        rows, rejected = _rows_and_rejected(parts, stage)
+        stages.add_row(
+            "final",
+            stage,
+            record.get("status", "partial"),
+            f"{len(parts)}/{record.get('parts_total', '?')}",
+            str(rows),
+            str(rejected),
+            str(rows - _rejected_so_far(parts)),
+            str(record.get("calls", 0)),
+            str(record.get("cache_hits", 0)),
+            f"{compact(record.get('input_tokens', 0))}/{compact(record.get('output_tokens', 0))}",
+        )
+
     done = tally(run_dir, run_dir.rounds())
     categories = _table("categories")
     for column in ("category", "label", "quota", "accepted", "calls", "per call"):
@@ -132,7 +151,27 @@ def render_status(root: Path) -> Group:
         )
     total_accepted = sum(min(done.accepted_by_category[c], q) for c, q in quota_by_category.items())
     footer = Text(f"accepted {total_accepted} of {sum(quota_by_category.values())}")
-    return Group(header, stages, categories, footer, _spend(data.get("stages", {})))
+    return Group(
+        header, stages, categories, footer, _corpus(root, data), _spend(data.get("stages", {}))
+    )
+
+
+def _corpus(root: Path, data: dict) -> Text:
+    """The exported corpus's split sizes and every category that fell short, with the reason."""
+    corpus = data.get("corpus")
+    if not corpus or not (root / "corpus" / "README.md").exists():
+        return Text("corpus: not exported yet (it is written when every round is done)")
+    splits = " / ".join(f"{split} {count}" for split, count in corpus["by_split"].items())
+    lines = [
+        f"corpus: {root / 'corpus'}: {corpus['items']} queries ({splits}), "
+        f"{corpus['examples']} examples"
+    ]
+    for short in corpus.get("short", []):
+        lines.append(
+            f"  short: {short['category']} {short['selected']} of {short['quota']}: "
+            f"{short['reason']}"
+        )
+    return Text("\n".join(lines), style="yellow" if corpus.get("short") else "green")
 
 
 def _spend(records: dict[str, dict]) -> Text:

@@ -21,6 +21,9 @@ from pipeline.errors import UserError
 
 PART_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
 ROUND_PATTERN = re.compile(r"^round-(\d{3})$")
+#: the pseudo-round of the stages that run once over every round's accepted items
+FINAL_ROUND = 0
+FINAL_DIR = "final"
 
 
 def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
@@ -95,6 +98,10 @@ class RunDir:
             ) from None
 
     def round_dir(self, round_index: int) -> Path:
+        """`round-NNN/`; `FINAL_ROUND` is `final/`, where the run-level stages (balance,
+        respond) keep their parts once every round is done."""
+        if round_index == FINAL_ROUND:
+            return self.root / FINAL_DIR
         return self.root / f"round-{round_index:03d}"
 
     def rounds(self) -> list[int]:

@@ -12,6 +12,8 @@ from pipeline.store import RunDir
 PLAN_FILE = "plan.parquet"
 #: the stages of a round in order; the last one's kept rows are the round's accepted items
 STAGES = ("generate", "screen", "dedup", "judge")
+#: the stages that run once, over every round's accepted items (in `final/`)
+FINAL_STAGES = ("balance", "respond")
 
 
 @dataclass

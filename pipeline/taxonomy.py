@@ -7,19 +7,17 @@ Loaded once from YAML and validated with pydantic at the edge; every validation 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from pipeline.errors import UserError
+from pipeline.yamlfile import load_yaml_model
 
 MIN_EXEMPLARS = 15
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -91,6 +89,34 @@ class JudgeSettings(BackendSettings):
     max_attempts: int = Field(3, ge=1, le=10)
 
 
+class ResponderSettings(BackendSettings):
+    """Who writes the safe responses: `template` (offline, prompts/respond/templates.yaml) or
+    `llm` (prompts/respond.j2 on a backend)."""
+
+    kind: Literal["template", "llm"] = "template"
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(400, ge=16, le=8192)
+
+
+class SplitSettings(StrictModel):
+    """Shares of the exported corpus per split; dedup clusters never straddle two."""
+
+    train: float = Field(0.8, gt=0.0, lt=1.0)
+    validation: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitSettings:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1 (got {total:g})")
+        return self
+
+    def shares(self) -> dict[str, float]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
 class Price(StrictModel):
     """US dollars per million tokens for the models whose name matches `model` (a glob)."""
 
@@ -112,6 +138,8 @@ class Settings(StrictModel):
     max_calls_per_round: int = Field(500, ge=1)
     generator: GeneratorSettings = GeneratorSettings()
     judge: JudgeSettings = JudgeSettings()
+    responder: ResponderSettings = ResponderSettings()
+    splits: SplitSettings = SplitSettings()
 
 
 class ScreenSettings(StrictModel):
@@ -248,97 +276,4 @@ def _require_unique(values: list[str], what: str) -> None:
 
 def load_taxonomy(path: Path) -> Taxonomy:
     """Read and validate a taxonomy file, raising `UserError` naming file, line and field."""
-    raw = _read_text(path)
-    try:
-        document = yaml.safe_load(raw)
-        root_node = yaml.compose(raw)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"{where}: YAML syntax error: {problem}") from None
-    if not isinstance(document, dict):
-        raise UserError(f"{path}: expected a mapping with 'categories' at the top level")
-    try:
-        return Taxonomy.model_validate(document)
-    except ValidationError as error:
-        problems = [_describe(path, root_node, document, item) for item in error.errors()]
-        raise UserError(problems[0], details=problems[1:]) from None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a taxonomy YAML file") from None
-    except PermissionError:
-        raise UserError(f"{path}: permission denied") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"{path}: not UTF-8 text (bad byte at offset {error.start}); save it as UTF-8"
-        ) from None
-
-
-def _describe(path: Path, root_node: Any, document: Any, item: dict[str, Any]) -> str:
-    """One line for one pydantic error: file:line: field path (with category ids): message."""
-    loc = list(item["loc"])
-    # pydantic puts model-validator errors at the model's own location; a bare field path is
-    # more useful than an empty one
-    field = _field_path(document, loc) or "taxonomy"
-    line = _line_of(root_node, loc)
-    where = f"{path}:{line}" if line else str(path)
-    message = item["msg"].removeprefix("Value error, ")
-    if item["type"] == "extra_forbidden":
-        message = "unknown field (check its spelling; see the README for the fields)"
-    elif item["type"] == "missing":
-        message = "required field is missing"
-    elif item["type"] == "too_short" and loc and loc[-1] == "exemplars":
-        message = f"needs at least {MIN_EXEMPLARS} exemplars, has {len(item.get('input') or [])}"
-    elif "input" in item and item["type"] not in ("model_type", "list_type"):
-        shown = repr(item["input"])
-        if len(shown) <= 40:
-            message = f"{message} (got {shown})"
-    return f"{where}: {field}: {message}"
-
-
-def _field_path(document: Any, loc: list[Any]) -> str:
-    """`categories[2]` becomes `categories[crime_advice]` when that entry has an id."""
-    parts: list[str] = []
-    node = document
-    for key in loc:
-        if isinstance(key, int):
-            label = str(key)
-            if isinstance(node, list) and key < len(node):
-                entry = node[key]
-                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                    label = entry["id"]
-                node = entry
-            else:
-                node = None
-            parts.append(f"[{label}]")
-        else:
-            parts.append(f".{key}" if parts else str(key))
-            node = node.get(key) if isinstance(node, dict) else None
-    return "".join(parts)
-
-
-def _line_of(node: Any, loc: list[Any]) -> int | None:
-    """The 1-based line of the deepest YAML node that `loc` reaches."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            matches = [(k, v) for k, v in node.value if k.value == key]
-            if not matches:
-                break
-            key_node, node = matches[0]
-            line = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
+    return load_yaml_model(path, Taxonomy, "expected a mapping with 'categories' at the top level")

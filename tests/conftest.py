@@ -21,6 +21,9 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+# nothing in the tests may reach a model hub: models and datasets are local files
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 def write_taxonomy(
@@ -29,7 +32,8 @@ def write_taxonomy(
     settings: dict[str, Any] | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Copy prompts/ and a trimmed taxonomy.yaml into `directory`; returns the taxonomy path."""
+    """Copy prompts/ and a trimmed taxonomy.yaml into `directory` (the prompt files and response
+    policies of dropped categories removed, as a researcher would); returns the taxonomy path."""
     document = yaml.safe_load((ROOT / "taxonomy.yaml").read_text(encoding="utf-8"))
     document["categories"] = [c for c in document["categories"] if c["id"] in categories]
     document["settings"].update(settings or {})
@@ -40,6 +44,12 @@ def write_taxonomy(
     for path in (prompts / "generate").glob("*.j2"):
         if path.stem not in categories:
             path.unlink()
+    responses = prompts / "respond" / "templates.yaml"
+    policies = yaml.safe_load(responses.read_text(encoding="utf-8"))
+    policies["categories"] = {
+        key: value for key, value in policies["categories"].items() if key in categories
+    }
+    responses.write_text(yaml.safe_dump(policies, allow_unicode=True, sort_keys=False), "utf-8")
     path = directory / "taxonomy.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), "utf-8")
     return path

@@ -172,9 +172,12 @@ def test_anthropic_messages_with_tool_use_verdicts(tmp_path: Path) -> None:
         first, second = client.run([plain, verdict], CallStats())
         client.close()
     assert server.paths["/v1/messages"] == 2
-    assert server.bodies[0]["system"] == "규칙"
-    assert server.bodies[0]["messages"] == [{"role": "user", "content": "질문 목록"}]
-    assert server.bodies[1]["tool_choice"] == {"type": "tool", "name": "answer"}
+    # the two requests go out concurrently, so find each by its content
+    (sent_plain,) = [body for body in server.bodies if "tools" not in body]
+    (sent_verdict,) = [body for body in server.bodies if "tools" in body]
+    assert sent_plain["system"] == "규칙"
+    assert sent_plain["messages"] == [{"role": "user", "content": "질문 목록"}]
+    assert sent_verdict["tool_choice"] == {"type": "tool", "name": "answer"}
     assert first.text.startswith("1. ") and first.finish_reason == "stop"
     assert json.loads(second.text) == second.parsed and second.parsed["keep"] is True
     assert server.keys_seen == {"sk-ant-test-0002"}

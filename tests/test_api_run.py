@@ -138,12 +138,17 @@ def test_dry_run_prints_calls_and_cost_and_touches_nothing(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "out"
     with FakeLLMServer() as server:
-        result = cli(*_api_args(taxonomy, out, server, "--chat", "--judge", "llm", "--dry-run"))
+        result = cli(
+            *_api_args(
+                taxonomy, out, server, "--chat", "--judge", "llm", "--responder", "llm", "--dry-run"
+            )
+        )
     assert result.exit_code == 0, result.output
     assert server.requests == 0 and not out.exists()
     assert "generator openai:gpt-4o-mini:" in result.output
     assert "judge openai:gpt-4o-mini:" in result.output
-    assert "estimated cost of round 1: <= $" in result.output
+    assert "responder openai:gpt-4o-mini: 8 calls" in result.output
+    assert "estimated cost of round 1 (and the responses): <= $" in result.output
 
 
 def test_missing_key_is_one_line_before_anything_is_written(

@@ -4,13 +4,12 @@ on the labelled set in tests/data/judge_eval.yaml."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipeline.backends.base import Backend, Request, Response
+from pipeline.backends.base import Backend, Response
 from pipeline.backends.local import LocalBackend
 from pipeline.callcache import CallCache
 from pipeline.embed import VectorCache, make_embedder
@@ -24,6 +23,7 @@ from pipeline.prompts import PromptLibrary
 from pipeline.stages import judge as judge_stage
 from pipeline.stages import screen
 from pipeline.taxonomy import load_taxonomy
+from tests.scripted_backend import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 TAXONOMY = load_taxonomy(ROOT / "taxonomy.yaml")
@@ -70,29 +70,6 @@ def test_invalid_answers_raise_a_message_for_the_retry(
 ) -> None:
     with pytest.raises(VerdictError, match=message):
         parse_verdict(_response(text, finish_reason), IDS)
-
-
-class ScriptedBackend(Backend):
-    """A backend that answers from a script, one answer per call in order.
-
-    A fake, because no real model can be made to return malformed JSON on demand; what is under
-    test is the judge's handling of such answers (retry with feedback, recorded failure).
-    """
-
-    name = "scripted"
-    chat = True
-
-    def __init__(self, answers: list[str]) -> None:
-        self.answers = list(answers)
-        self.requests: list[Request] = []
-
-    @property
-    def model(self) -> str:
-        return "script"
-
-    async def generate(self, requests: Sequence[Request]) -> list[Response]:
-        self.requests.extend(requests)
-        return [_response(self.answers.pop(0)) for _ in requests]
 
 
 def _llm_judge(tmp_path: Path, backend: Backend) -> LLMJudge:

@@ -93,6 +93,29 @@ def test_status_shows_per_stage_and_per_category_counts(finished_run: tuple[Path
     assert "status done" in result.stdout
 
 
+def test_a_finished_run_exports_a_complete_corpus(finished_run: tuple[Path, Path]) -> None:
+    _, out = finished_run
+    corpus = out / "corpus"
+    items = pl.read_parquet(corpus / "items.parquet")
+    card = (corpus / "README.md").read_text(encoding="utf-8")
+    quota = json.loads((out / "run.json").read_text())["quota_by_category"]
+    counts = items.group_by("category").len()
+    for category, wanted in quota.items():
+        have = counts.filter(pl.col("category") == category)["len"].sum()
+        assert have == wanted or f"`{category}`: {have} of {wanted}" in card
+    assert items["response"].str.len_chars().min() > 0
+    front = yaml.safe_load(card.split("---\n")[1])
+    splits = [entry["split"] for entry in front["configs"][0]["data_files"]]
+    assert "train" in splits and "Content warning" in card
+    from datasets import load_dataset
+
+    loaded = load_dataset(str(corpus))
+    assert sum(loaded[split].num_rows for split in splits) == 3 * items.height
+    assert set(loaded["train"]["task"]) == {"safety", "category", "response"}
+    status = run_synth("status", out)
+    assert f"corpus: {corpus}: {items.height} queries" in status.stdout
+
+
 def test_rerun_replays_nothing_and_calls_no_model(
     finished_run: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.backends.api import APIBackend, status_error
+from pipeline.backends.api import APIBackend
 from pipeline.backends.base import Request, Response, TransientBackendError
 from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
@@ -62,24 +62,9 @@ class AnthropicBackend(APIBackend):
         import anthropic
 
         started = time.perf_counter()
-        try:
-            message = await self.client().messages.create(**self._params(request))
-        except anthropic.APITimeoutError:
-            raise TransientBackendError(f"no answer within {self.timeout_s:g} s") from None
-        except anthropic.APIConnectionError as error:
-            raise TransientBackendError(f"connection failed: {self.redact(str(error))}") from None
-        except anthropic.APIStatusError as error:
-            raise status_error(
-                self.name,
-                error.status_code,
-                error.message,
-                error.response.headers,
-                self.model,
-                self.key_source,
-                self.redact,
-            ) from None
-        except (anthropic.APIResponseValidationError, ValueError) as error:
-            raise TransientBackendError(f"malformed response body: {error}") from None
+        message = await self.guarded(
+            lambda: self.client().messages.create(**self._params(request)), anthropic
+        )
         return self._response(message, time.perf_counter() - started)
 
     def _params(self, request: Request) -> dict[str, Any]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from types import ModuleType
+from typing import Any, TypeVar
 
 from pipeline.backends.base import Backend, FatalBackendError, TransientBackendError
 from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
+
+T = TypeVar("T")
 
 #: what an OpenAI-compatible local server gets as a key when none is set (vLLM's convention)
 NO_KEY = "EMPTY"
@@ -140,6 +143,28 @@ class APIBackend(Backend):
 
     def make_client(self) -> Any:
         raise NotImplementedError
+
+    async def guarded(self, call: Callable[[], Awaitable[T]], sdk: ModuleType) -> T:
+        """Await `call`, turning the SDK's errors (both official SDKs share these class names
+        and fields) into transient or fatal backend errors, the key redacted."""
+        try:
+            return await call()
+        except sdk.APITimeoutError:
+            raise TransientBackendError(f"no answer within {self.timeout_s:g} s") from None
+        except sdk.APIConnectionError as error:
+            raise TransientBackendError(f"connection failed: {self.redact(str(error))}") from None
+        except sdk.APIStatusError as error:
+            raise status_error(
+                self.name,
+                error.status_code,
+                error.message,
+                error.response.headers,
+                self.model,
+                self.key_source,
+                self.redact,
+            ) from None
+        except (sdk.APIResponseValidationError, ValueError) as error:
+            raise TransientBackendError(f"malformed response body: {error}") from None
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.backends.api import APIBackend, status_error
+from pipeline.backends.api import APIBackend
 from pipeline.backends.base import Request, Response, TransientBackendError
 from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
@@ -60,25 +60,12 @@ class OpenAIBackend(APIBackend):
             if self.chat
             else ("/completions", self._completion(request))
         )
-        try:
+
+        async def post() -> Any:
             reply = await self.client().post(path, body=body, cast_to=_http_response_class())
-            completion = json.loads(reply.content)
-        except openai.APITimeoutError:
-            raise TransientBackendError(f"no answer within {self.timeout_s:g} s") from None
-        except openai.APIConnectionError as error:
-            raise TransientBackendError(f"connection failed: {self.redact(str(error))}") from None
-        except openai.APIStatusError as error:
-            raise status_error(
-                self.name,
-                error.status_code,
-                error.message,
-                error.response.headers,
-                self.model,
-                self.key_source,
-                self.redact,
-            ) from None
-        except (openai.APIResponseValidationError, ValueError) as error:
-            raise TransientBackendError(f"malformed response body: {error}") from None
+            return json.loads(reply.content)
+
+        completion = await self.guarded(post, openai)
         return self._response(completion, time.perf_counter() - started)
 
     def _common(self, request: Request) -> dict[str, Any]:

@@ -85,8 +85,13 @@ def addressed_to_ai(text: str, facts: Facts) -> str | None:
     return "addressed_to_ai" if _ADDRESSED_TO_AI.search(text) else None
 
 
+def refusal_or_meta_text(text: str) -> bool:
+    """A refusal or a model talking about its task (also used to catch refused safe answers)."""
+    return _REFUSAL_OR_META.search(text) is not None
+
+
 def refusal_or_meta(text: str, facts: Facts) -> str | None:
-    return "refusal_or_meta" if _REFUSAL_OR_META.search(text) else None
+    return "refusal_or_meta" if refusal_or_meta_text(text) else None
 
 
 def list_debris(text: str, facts: Facts) -> str | None:
