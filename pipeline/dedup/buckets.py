@@ -29,3 +29,12 @@ def pairs_in_buckets(bucket_keys: np.ndarray) -> np.ndarray:
         members = np.sort(order[start : start + size])
         pairs.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
     return np.concatenate(pairs).astype(np.int64)
+
+
+def oversized(bucket_keys: np.ndarray) -> np.ndarray:
+    """Rows whose bucket has more than MAX_CLIQUE members (paired only as a star above)."""
+    order = np.argsort(bucket_keys, kind="stable")
+    sorted_keys = bucket_keys[order]
+    boundaries = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    sizes = np.diff(boundaries)
+    return order[np.repeat(sizes > MAX_CLIQUE, sizes)]

@@ -13,10 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from pipeline.dedup.buckets import pairs_in_buckets
+from pipeline.dedup.buckets import oversized, pairs_in_buckets
 
 #: candidate pairs re-checked per cpdist call (bounds the memory of the key lists)
 VERIFY_CHUNK = 1_000_000
+#: how many times an oversized LSH bucket is split again (see `_split_oversized`)
+SUB_SPLITS = 3
+#: merge the packed candidates of several bands once this many are waiting
+MERGE_EVERY = 8_000_000
 
 
 def bigram_codes(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,18 +66,52 @@ def minhash_signatures(keys: Sequence[str], num_perm: int, seed: int = 0) -> np.
 
 
 def candidate_pairs(signatures: np.ndarray, bands: int) -> np.ndarray:
-    """(k, 2) row pairs i < j that share all rows of at least one band."""
+    """(k, 2) row pairs i < j that share all rows of at least one band.
+
+    Pairs are kept packed (one int64 each) and merged as they come, so memory follows the
+    distinct candidates rather than every band's repeats."""
     rows_per_band = signatures.shape[1] // bands
     rng = np.random.default_rng(1)
     mix = rng.integers(1, 2**63, size=rows_per_band, dtype=np.uint64) | np.uint64(1)
-    found = []
+    merged: list[np.ndarray] = []  # each distinct within itself
+    pending: list[np.ndarray] = []
     with np.errstate(over="ignore"):
         for band in range(bands):
             block = signatures[:, band * rows_per_band : (band + 1) * rows_per_band]
             band_keys = (block.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64)
             band_keys ^= np.uint64(band) * np.uint64(0x9E3779B97F4A7C15)
-            found.append(pairs_in_buckets(band_keys))
-    return _unique_pairs(np.concatenate(found) if found else np.zeros((0, 2), np.int64))
+            pending.append(_pack(pairs_in_buckets(band_keys)))
+            pending.extend(
+                _pack(p) for p in _split_oversized(signatures, band_keys, band, rows_per_band)
+            )
+            if sum(len(p) for p in pending) > MERGE_EVERY:
+                merged.append(_distinct(np.concatenate(pending)))
+                pending = []
+    distinct = _distinct(np.concatenate([np.zeros(0, np.int64), *merged, *pending]))
+    return np.stack([distinct >> np.int64(32), distinct & np.int64(0xFFFFFFFF)], axis=1)
+
+
+def _split_oversized(
+    signatures: np.ndarray, band_keys: np.ndarray, band: int, rows_per_band: int
+) -> list[np.ndarray]:
+    """Pairs inside buckets too big for a clique (a shared sentence skeleton puts thousands of
+    rows in one): the bucket is split again by pairs of signature columns from other bands,
+    several times, so near-duplicates (which agree on most columns) meet in some sub-bucket."""
+    rows = oversized(band_keys)
+    if len(rows) == 0:
+        return []
+    width = signatures.shape[1]
+    found = []
+    with np.errstate(over="ignore"):
+        for split in range(SUB_SPLITS):
+            first = (band * rows_per_band + rows_per_band + 2 * split) % width
+            columns = signatures[rows][:, [first, (first + 1) % width]].astype(np.uint64)
+            sub_keys = band_keys[rows] * np.uint64(0x100000001B3) ^ (
+                columns[:, 0] << np.uint64(32) | columns[:, 1]
+            )
+            pairs = pairs_in_buckets(sub_keys)
+            found.append(np.sort(rows[pairs], axis=1))
+    return found
 
 
 def fuzzy_matches(
@@ -103,9 +141,12 @@ def fuzzy_matches(
     return matches
 
 
-def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
-    """Sorted distinct pairs; packed into one int64 each, which sorts far faster than rows."""
-    if len(pairs) == 0:
-        return pairs.reshape(0, 2)
-    packed = np.unique(pairs[:, 0] << np.int64(32) | pairs[:, 1])
-    return np.stack([packed >> np.int64(32), packed & np.int64(0xFFFFFFFF)], axis=1)
+def _pack(pairs: np.ndarray) -> np.ndarray:
+    """(k, 2) pairs with i < j as one int64 each, which sorts far faster than rows."""
+    return pairs[:, 0].astype(np.int64) << np.int64(32) | pairs[:, 1].astype(np.int64)
+
+
+def _distinct(packed: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; by hand, as np.unique's hash-based path is ~10x slower on 10M+."""
+    packed = np.sort(packed)
+    return packed[np.r_[True, packed[1:] != packed[:-1]]] if len(packed) else packed
