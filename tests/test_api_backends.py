@@ -268,3 +268,29 @@ def test_openai_chat_against_llama_cpp_server(tmp_path: Path, llama_server: str)
     )
     client.close()
     assert answer.text.strip() and answer.output_tokens > 0
+
+
+def test_synth_run_end_to_end_on_llama_cpp_server(
+    tmp_path: Path, llama_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole pipeline through the openai backend against a real OpenAI-compatible server."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.conftest import write_taxonomy
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    taxonomy = write_taxonomy(
+        tmp_path, settings={"calls_per_batch": 2, "items_per_call": 4, "max_rounds": 1}
+    )
+    out = tmp_path / "out"
+    args = ["run", "--taxonomy", str(taxonomy), "--n", "4", "--out", str(out)]
+    args += ["--backend", "openai", "--base-url", llama_server, "--model", "gemma-3-270m"]
+    result = CliRunner().invoke(app, [*args, "--completions", "--max-in-flight", "2"])
+    assert result.exit_code == 0, result.output
+    rows = pl.read_parquet(out / "round-001" / "generate" / "*.parquet")
+    assert rows.height > 0 and set(rows["generator"]) == {"openai:gemma-3-270m"}
+    assert (out / "corpus" / "README.md").exists()
+    again = CliRunner().invoke(app, [*args, "--completions"])
+    assert again.exit_code == 0 and "0 model calls" in again.output, "a rerun pays nothing"
