@@ -1,0 +1,103 @@
+"""Korean conjugation and particles for template-built queries, through Kiwi's morpheme joiner.
+
+A predicate is given in its dictionary form (`만들다`, `몰래 알아내다`, `공유하다`); Kiwi analyses
+it once into morphemes, the final `-다` is replaced by the endings of a sentence type and speech
+level, and `Kiwi.join` puts the morphemes back together, applying the irregular stems (만들다 →
+만드나요, 돕다 → 도와 줘, 하다 → 해 줘) and contractions. Particles are joined the same way, so
+은/는, 이/가, 을/를, 과/와 and 으로/로 agree with the syllable before them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from pipeline.errors import UserError
+
+Form = Literal["question", "request", "statement", "wish"]
+Level = Literal["plain", "polite"]
+FORMS: tuple[Form, ...] = ("question", "request", "statement", "wish")
+LEVELS: tuple[Level, ...] = ("plain", "polite")
+
+Morpheme = tuple[str, str]
+
+#: endings per sentence type and speech level (반말 plain, 존댓말 polite), several each, with
+#: the punctuation that closes the sentence
+ENDINGS: dict[tuple[Form, Level], list[tuple[list[Morpheme], str]]] = {
+    ("question", "plain"): [([("어", "EF")], "?"), ([("을까", "EF")], "?")],
+    ("question", "polite"): [([("나요", "EF")], "?"), ([("을까요", "EF")], "?")],
+    ("request", "plain"): [([("어", "EC"), ("주", "VX"), ("어", "EF")], ".")],
+    ("request", "polite"): [
+        ([("어", "EC"), ("주", "VX"), ("세요", "EF")], "."),
+        ([("어", "EC"), ("주", "VX"), ("시", "EP"), ("겠", "EP"), ("어요", "EF")], "?"),
+    ],
+    ("statement", "plain"): [([("고", "EC"), ("싶", "VX"), ("은데", "EF")], ".")],
+    ("statement", "polite"): [([("려고", "EC"), ("하", "VV"), ("어요", "EF")], ".")],
+    ("wish", "plain"): [([("고", "EC"), ("싶", "VX"), ("어", "EF")], ".")],
+    ("wish", "polite"): [([("고", "EC"), ("싶", "VX"), ("어요", "EF")], ".")],
+}
+
+#: the particle forms a template may name; Kiwi picks the variant that fits the noun
+PARTICLES: dict[str, Morpheme] = {
+    "을": ("을", "JKO"),
+    "를": ("을", "JKO"),
+    "이": ("이", "JKS"),
+    "가": ("이", "JKS"),
+    "은": ("은", "JX"),
+    "는": ("은", "JX"),
+    "과": ("과", "JKB"),
+    "와": ("과", "JKB"),
+    "으로": ("으로", "JKB"),
+    "로": ("으로", "JKB"),
+    "의": ("의", "JKG"),
+    "에게": ("에게", "JKB"),
+    "에서": ("에서", "JKB"),
+    "에": ("에", "JKB"),
+    "도": ("도", "JX"),
+}
+
+
+@lru_cache(maxsize=1)
+def kiwi() -> Any:
+    """One Kiwi instance per process (loading its model takes about a second)."""
+    try:
+        from kiwipiepy import Kiwi
+    except ImportError:
+        raise UserError("the template generator needs kiwipiepy: pip install -e .") from None
+    return Kiwi()
+
+
+@lru_cache(maxsize=4096)
+def predicate_morphemes(lemma: str) -> tuple[Morpheme, ...]:
+    """The morphemes of a dictionary-form predicate without its final `-다`."""
+    if not lemma.endswith("다"):
+        raise UserError(f"predicate {lemma!r} must be in dictionary form (ending in 다)")
+    tokens = [(token.form, token.tag) for token in kiwi().tokenize(lemma)]
+    if not tokens or tokens[-1][0] != "다":
+        raise UserError(f"predicate {lemma!r}: Kiwi does not read it as a verb ending in 다")
+    return tuple(tokens[:-1])
+
+
+def conjugate(lemma: str, form: Form, level: Level, variant: int = 0) -> str:
+    """`lemma` as a sentence end of this type and level, with its closing punctuation."""
+    options = ENDINGS[(form, level)]
+    endings, mark = options[variant % len(options)]
+    return kiwi().join([*predicate_morphemes(lemma), *endings]) + mark
+
+
+def modifier(lemma: str) -> str:
+    """The present adnominal form that modifies a noun: 만들다 → 만드는 (방법), 돕다 → 돕는."""
+    return kiwi().join([*predicate_morphemes(lemma), ("는", "ETM")])
+
+
+def attach(noun: str, particle: str) -> str:
+    """`noun` with the particle's variant that agrees with its last syllable."""
+    if particle not in PARTICLES:
+        raise UserError(f"unknown particle {particle!r} (known: {', '.join(PARTICLES)})")
+    head, _, last = noun.rpartition(" ")
+    joined = kiwi().join([(last, "NNG"), PARTICLES[particle]])
+    return f"{head} {joined}" if head else joined
+
+
+def endings_count(form: Form, level: Level) -> int:
+    return len(ENDINGS[(form, level)])
