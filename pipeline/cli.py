@@ -287,7 +287,9 @@ def validate(
     ),
 ) -> None:
     """Check a taxonomy file and that every prompt file renders; lists every problem found."""
+    from pipeline.export import load_instructions
     from pipeline.prompts import PromptLibrary
+    from pipeline.responders import TemplateResponder
     from pipeline.taxonomy import load_taxonomy
 
     with user_errors():
@@ -299,6 +301,14 @@ def validate(
             raise
         prompts = PromptLibrary(taxonomy.parent / loaded.settings.prompts_dir)
         problems = prompts.check(loaded)
+        for check in (
+            lambda: TemplateResponder(loaded, prompts.root, seed=0),
+            lambda: load_instructions(prompts.root),
+        ):
+            try:
+                check()
+            except UserError as error:
+                problems += [error.message, *error.details]
         if problems:
             for line in problems[1:]:
                 print_error(line)
@@ -307,7 +317,8 @@ def validate(
         f"[green]ok[/] {taxonomy}: {len(loaded.categories)} categories "
         f"({sum(c.label == 'unsafe' for c in loaded.categories)} unsafe, "
         f"{sum(c.label == 'safe' for c in loaded.categories)} safe), "
-        f"{sum(len(c.exemplars) for c in loaded.categories)} exemplars, all prompts render"
+        f"{sum(len(c.exemplars) for c in loaded.categories)} exemplars, all prompts render, "
+        "response and instruction templates check out"
     )
 
 

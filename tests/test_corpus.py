@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -272,3 +273,16 @@ def test_a_thin_instruction_pool_is_a_clear_error(tmp_path: Path) -> None:
     (prompts / "instructions" / "safety.yaml").write_text(yaml.safe_dump(document), "utf-8")
     with pytest.raises(UserError, match=r"safety.yaml:\d+: templates: needs at least 10"):
         load_instructions(prompts)
+
+
+def test_validate_checks_the_response_and_instruction_files(tmp_path: Path, cli: Any) -> None:
+    from tests.conftest import write_taxonomy
+
+    taxonomy = write_taxonomy(tmp_path)
+    path = tmp_path / "prompts" / "instructions" / "category.yaml"
+    document = yaml.safe_load(path.read_text("utf-8"))
+    del document["templates"][2]["answer"]
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
+    result = cli("validate", taxonomy)
+    assert result.exit_code == 2
+    assert "category.yaml: category-03: answer must be 'name_ko' or 'id'" in result.stderr
