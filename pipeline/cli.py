@@ -165,8 +165,8 @@ def run(
 
     Example: synth run --taxonomy taxonomy.yaml --n 200 --out outputs/demo
     """
+    from pipeline.config import RunOptions
     from pipeline.prices import format_cost
-    from pipeline.runner import RunOptions
     from pipeline.runner import run as run_pipeline
 
     out = out or _default_out(taxonomy, n, seed)

@@ -17,13 +17,13 @@ from rich.text import Text
 
 from pipeline.backends import Backend, Request, make_backend
 from pipeline.callcache import CallCache, call_key
+from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.judges import Item
 from pipeline.judges.llm import LLMJudge
 from pipeline.llm import CallStats, request_tokens
 from pipeline.plan import plan_round, quotas
 from pipeline.prices import format_cost
 from pipeline.responders import LLMResponder
-from pipeline.runner import Prepared, RunOptions, prepare
 from pipeline.stages import generate
 from pipeline.store import RunDir
 from pipeline.tally import read_plan

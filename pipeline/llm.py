@@ -78,6 +78,15 @@ class CallStats:
         return dict(vars(self))
 
 
+def counting_calls(record: dict[str, Any], stats: CallStats, work: Callable[[], T]) -> T:
+    """Run `work`, adding the calls it made (by `stats`) to a stage's record in run.json."""
+    before = stats.as_dict()
+    result = work()
+    for key, value in stats.as_dict().items():
+        record[key] = record.get(key, 0) + value - before[key]
+    return result
+
+
 def wait_before_retry(state: RetryCallState) -> float:
     """The server's Retry-After when it sent one, else exponential backoff with jitter."""
     error = state.outcome.exception() if state.outcome else None

@@ -1,6 +1,7 @@
 """The runner: plans quotas, runs rounds of stages, checkpoints every batch, resumes, reports.
 
-It is the only module that knows about the run directory's layout, rounds and progress bars.
+It is the only module that knows about the run directory's layout and rounds; what a run is
+asked to do is validated first (`pipeline.config`), and its LLM roles come from `pipeline.roles`.
 Resuming needs no saved queue: a rerun replans each round deterministically from the finished
 parts of earlier rounds, skips parts already on disk, and replays cached calls for free.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import shutil
 from collections.abc import Callable
@@ -18,58 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress, TaskID
 
 from pipeline import export
-from pipeline.backends import Response, make_backend, require_known_backend
+from pipeline.backends import Response, make_backend
 from pipeline.callcache import CallCache
 from pipeline.card import render_card
-from pipeline.embed import VectorCache, make_embedder
+from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.errors import UserError
 from pipeline.events import EventLog
-from pipeline.export import InstructionPool, load_instructions
-from pipeline.judges import Judge
-from pipeline.judges.llm import LLMJudge
-from pipeline.judges.offline import CentroidJudge
-from pipeline.llm import CallStats, LLMClient
+from pipeline.llm import CallStats, LLMClient, counting_calls
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest, snapshot_hash
 from pipeline.plan import plan_round, quotas
-from pipeline.prices import PriceTable, format_cost
-from pipeline.prompts import PromptLibrary
-from pipeline.responders import LLMResponder, TemplateResponder
+from pipeline.progress import cost_label, make_progress
+from pipeline.roles import Clients, JudgeParts, VectorCaches, make_responder
 from pipeline.splits import SPLITS
 from pipeline.stages import balance, generate, screen
 from pipeline.stages import dedup as dedup_stage
 from pipeline.stages import judge as judge_stage
 from pipeline.stages import respond as respond_stage
 from pipeline.stages.respond import Responder
-from pipeline.status import compact as _compact
 from pipeline.store import FINAL_DIR, FINAL_ROUND, ROUND_PATTERN, RunDir, write_parquet_atomic
 from pipeline.tally import PLAN_FILE, kept_rows, read_plan, tally
-from pipeline.taxonomy import (
-    CONNECTION_FIELDS,
-    BackendSettings,
-    DedupSettings,
-    GeneratorSettings,
-    JudgeSettings,
-    ResponderSettings,
-    Taxonomy,
-    load_taxonomy,
-)
+from pipeline.taxonomy import CONNECTION_FIELDS, BackendSettings, Taxonomy
 
 #: rows per checkpoint part for the stages after generate
 ROWS_PER_BATCH = 1000
@@ -87,32 +60,6 @@ RUN_ARTEFACTS = (
     "embeddings",
     FINAL_DIR,
 )
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What `synth run` was asked to do."""
-
-    taxonomy_path: Path
-    n: int
-    out: Path
-    seed: int = 0
-    backend: str | None = None
-    model: str | None = None
-    #: connection overrides for the generator (and the LLM judge when it uses the same backend)
-    connection: dict[str, Any] = field(default_factory=dict)
-    #: from --api-key; handed to the backend only, never to a snapshot or a log
-    api_key: str | None = field(default=None, repr=False)
-    judge: str | None = None
-    judge_backend: str | None = None
-    judge_model: str | None = None
-    judge_base_url: str | None = None
-    responder: str | None = None
-    responder_backend: str | None = None
-    responder_model: str | None = None
-    fuzzy_threshold: float | None = None
-    embedding_threshold: float | None = None
-    fresh: bool = False
 
 
 @dataclass
@@ -134,173 +81,6 @@ class RunSummary:
     rounds: int
     outcomes: list[CategoryOutcome] = field(default_factory=list)
     stats: CallStats = field(default_factory=CallStats)
-
-
-@dataclass
-class Prepared:
-    """Everything validated before the run directory is touched."""
-
-    taxonomy: Taxonomy
-    prompts: PromptLibrary
-    generator: GeneratorSettings
-    judge: JudgeSettings
-    dedup: DedupSettings
-    snapshot: dict[str, Any]
-    prices: PriceTable
-    responder: ResponderSettings
-    templates: TemplateResponder
-    instructions: dict[str, InstructionPool]
-
-
-def prepare(options: RunOptions) -> Prepared:
-    """Load and check the taxonomy and every prompt; a mistake fails here, before any output."""
-    if options.n < 1:
-        raise UserError(f"--n must be at least 1 (got {options.n})")
-    taxonomy = load_taxonomy(options.taxonomy_path)
-    generator = _validated(
-        taxonomy.settings.generator,
-        {**_backend_overrides(options.backend, options.model), **options.connection},
-    )
-    judge_overrides = _backend_overrides(options.judge_backend, options.judge_model)
-    defaults = taxonomy.settings
-    if (
-        options.judge_backend is None
-        and options.backend is not None
-        and defaults.judge.backend == defaults.generator.backend
-    ):
-        # the taxonomy's judge follows its generator, so it follows --backend/--model too
-        judge_overrides = {
-            "backend": generator.backend,
-            "model": options.judge_model or generator.model,
-        }
-    if options.judge is not None:
-        judge_overrides["kind"] = options.judge
-    if options.judge_base_url is not None:
-        judge_overrides["base_url"] = options.judge_base_url
-    judge = taxonomy.settings.judge.model_copy(update=judge_overrides)
-    if judge.backend == generator.backend and options.judge_base_url is None:
-        # one server for both roles unless told otherwise: the generator's connection flags
-        # (--base-url, --max-in-flight, ...) apply to the judge too
-        judge = judge.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
-    if judge.kind not in ("offline", "llm"):
-        raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
-    responder = _role_settings(
-        taxonomy.settings.responder,
-        defaults.generator,
-        generator,
-        options.responder_backend,
-        options.responder_model,
-        options.backend,
-    )
-    if options.responder is not None:
-        if options.responder not in ("template", "llm"):
-            raise UserError(f"--responder must be 'template' or 'llm' (got {options.responder!r})")
-        responder = responder.model_copy(update={"kind": options.responder})
-    dedup_overrides: dict[str, Any] = {}
-    if options.fuzzy_threshold is not None:
-        dedup_overrides["fuzzy_threshold"] = options.fuzzy_threshold
-    if options.embedding_threshold is not None:
-        dedup_overrides["embedding_threshold"] = options.embedding_threshold
-    try:
-        dedup = DedupSettings.model_validate({**taxonomy.dedup.model_dump(), **dedup_overrides})
-    except ValidationError as error:
-        first = error.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "dedup"
-        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
-    # the LLM judge's backend is built when the judge first runs, after generation is paid
-    # for: a misspelt name must fail here, before any call
-    require_known_backend(generator.backend, "--backend")
-    if judge.kind == "llm":
-        require_known_backend(judge.backend, "--judge-backend")
-    if responder.kind == "llm":
-        require_known_backend(responder.backend, "--responder-backend")
-    prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
-    problems = prompts.check(
-        taxonomy, require_judge=judge.kind == "llm", require_respond=responder.kind == "llm"
-    )
-    if problems:
-        raise UserError(problems[0], details=problems[1:])
-    # the offline response templates (also the LLM responder's fallback) and the instruction
-    # pools are checked now, so a typo in them fails before any call is paid for
-    templates = TemplateResponder(taxonomy, prompts.root, options.seed)
-    instructions = load_instructions(prompts.root)
-    # only what changes results decides whether a run may resume: connection settings and
-    # prices do not, and no key is ever part of a setting
-    snapshot = {
-        "n": options.n,
-        "seed": options.seed,
-        "generator": generator.model_dump(exclude=CONNECTION_FIELDS),
-        "judge": judge.model_dump(exclude=CONNECTION_FIELDS),
-        "responder": responder.model_dump(exclude=CONNECTION_FIELDS),
-        "dedup": dedup.model_dump(),
-        "taxonomy": taxonomy.model_dump(
-            mode="json",
-            exclude={
-                "prices": True,
-                "settings": {
-                    "generator": CONNECTION_FIELDS,
-                    "judge": CONNECTION_FIELDS,
-                    "responder": CONNECTION_FIELDS,
-                },
-            },
-        ),
-        "prompts": prompts.fingerprint(),
-    }
-    return Prepared(
-        taxonomy,
-        prompts,
-        generator,
-        judge,
-        dedup,
-        snapshot,
-        PriceTable(taxonomy.prices),
-        responder,
-        templates,
-        instructions,
-    )
-
-
-def _role_settings(
-    settings: ResponderSettings,
-    taxonomy_generator: GeneratorSettings,
-    generator: GeneratorSettings,
-    backend: str | None,
-    model: str | None,
-    generator_flag: str | None,
-) -> ResponderSettings:
-    """An LLM role's settings with its flags; like the judge, a role that the taxonomy puts on
-    the generator's backend follows --backend/--model, and shares the generator's connection."""
-    if backend is not None:
-        settings = settings.model_copy(update={"backend": backend, "model": model})
-    elif generator_flag is not None and settings.backend == taxonomy_generator.backend:
-        settings = settings.model_copy(
-            update={"backend": generator.backend, "model": model or generator.model}
-        )
-    elif model is not None:
-        settings = settings.model_copy(update={"model": model})
-    if settings.backend == generator.backend:
-        settings = settings.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
-    return settings
-
-
-def _validated(settings: GeneratorSettings, overrides: dict[str, Any]) -> GeneratorSettings:
-    """Settings with command-line overrides, checked like the taxonomy file's own values."""
-    try:
-        return GeneratorSettings.model_validate({**settings.model_dump(), **overrides})
-    except ValidationError as error:
-        first = error.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "--backend"
-        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
-
-
-def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if backend is not None:
-        overrides["backend"] = backend
-        overrides["model"] = None  # the taxonomy's model belongs to the taxonomy's backend
-    if model is not None:
-        overrides["model"] = model
-    return overrides
 
 
 def run(options: RunOptions, console: Console | None = None) -> RunSummary:
@@ -325,12 +105,12 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
         }
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
-        vector_caches = _VectorCaches(run_dir.root / "embeddings")
+        vector_caches = VectorCaches(run_dir.root / "embeddings")
         llm = LLMClient(backend, cache, events, prepared.prices)
-        clients = _Clients(prepared, llm, options.api_key)
+        clients = Clients(prepared, llm, options.api_key)
         try:
-            judge_parts = _JudgeParts(prepared, clients, vector_caches)
-            responder = _responder(prepared, clients)
+            judge_parts = JudgeParts(prepared, clients, vector_caches)
+            responder = make_responder(prepared, clients)
             return _run_rounds(
                 options,
                 prepared,
@@ -362,9 +142,9 @@ def _run_rounds(
     run_dir: RunDir,
     manifest: Manifest,
     llm: LLMClient,
-    judge_parts: _JudgeParts,
+    judge_parts: JudgeParts,
     responder: Responder,
-    vector_caches: _VectorCaches,
+    vector_caches: VectorCaches,
     console: Console,
 ) -> RunSummary:
     taxonomy = prepared.taxonomy
@@ -374,7 +154,7 @@ def _run_rounds(
     manifest.save()
     llm.events.write("run_started", out=str(options.out), n=options.n, generator=llm.generator_name)
     summary = RunSummary(out=options.out, rounds=0)
-    with _progress(console) as progress:
+    with make_progress(console) as progress:
         for round_index in range(1, taxonomy.settings.max_rounds + 1):
             done = tally(run_dir, list(range(1, round_index)))
             shortfall = {
@@ -449,7 +229,7 @@ def _run_rounds(
                 f"({final.accepted_by_category[category] / calls:.2f} per call)"
             )
         summary.outcomes.append(outcome)
-    with _progress(console) as progress:
+    with make_progress(console) as progress:
         shortfalls = _build_corpus(
             options, prepared, run_dir, manifest, responder, summary, progress, llm.generator_name
         )
@@ -467,20 +247,6 @@ def _run_rounds(
         short=[outcome.category for outcome in summary.outcomes if outcome.short],
     )
     return summary
-
-
-def _responder(prepared: Prepared, clients: _Clients) -> Responder:
-    settings = prepared.responder
-    if settings.kind == "template":
-        return prepared.templates
-    return LLMResponder(
-        prepared.taxonomy,
-        prepared.prompts,
-        clients.for_role(settings),
-        settings,
-        prepared.templates,
-        CallStats(),
-    )
 
 
 def _build_corpus(
@@ -520,7 +286,7 @@ def _build_corpus(
         respond_stage.NAME,
         selected,
         ROWS_PER_BATCH,
-        lambda rows: _counting_calls(
+        lambda rows: counting_calls(
             respond_record, stats, lambda: respond_stage.run(rows, responder)
         ),
         progress,
@@ -643,7 +409,7 @@ def _run_generate(
             advance=1,
             cached=fields["cached"] + int(response.cached),
             tokens=fields["tokens"] + (0 if response.cached else response.output_tokens),
-            cost=_cost_label(ctx.stats),
+            cost=cost_label(ctx.stats),
         )
 
     def note_calls() -> None:
@@ -684,12 +450,6 @@ def _run_generate(
     progress.update(bar, completed=tasks.height)
 
 
-def _cost_label(stats: CallStats) -> str | None:
-    if not stats.calls:
-        return None
-    return format_cost(stats.cost_usd, stats.unpriced_calls)
-
-
 def _finish_stage(
     run_dir: RunDir, manifest: Manifest, round_index: int, stage: str, record: dict[str, Any]
 ) -> None:
@@ -706,42 +466,6 @@ def _finish_stage(
     manifest.save()
 
 
-def _counting_calls(
-    record: dict[str, Any], stats: CallStats, work: Callable[[], pl.DataFrame]
-) -> pl.DataFrame:
-    """Run `work`, adding the calls it made to the stage's record in run.json."""
-    before = stats.as_dict()
-    rows = work()
-    for key, value in stats.as_dict().items():
-        record[key] = record.get(key, 0) + value - before[key]
-    return rows
-
-
-class _VectorCaches:
-    """One vector cache per embedder, opened on first use and shared by dedup and the judge."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._caches: dict[str, VectorCache] = {}
-
-    def get(self, embedder: str) -> VectorCache:
-        if embedder not in self._caches:
-            self._caches[embedder] = VectorCache(self.directory, make_embedder(embedder))
-        return self._caches[embedder]
-
-    def counting(self, record: dict[str, Any], work: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-        """Run `work`, adding the texts it embedded (not found in a cache) to `record`."""
-        before = sum(cache.encoded for cache in self._caches.values())
-        rows = work()
-        after = sum(cache.encoded for cache in self._caches.values())
-        record["embedded"] = record.get("embedded", 0) + after - before
-        return rows
-
-    def close(self) -> None:
-        for cache in self._caches.values():
-            cache.close()
-
-
 def _dedup_reference(run_dir: RunDir, taxonomy: Taxonomy, round_index: int) -> pl.DataFrame:
     """Exemplars, then items accepted in earlier rounds: what this round's rows must not repeat."""
     frames = [dedup_stage.exemplar_reference(taxonomy)]
@@ -752,74 +476,6 @@ def _dedup_reference(run_dir: RunDir, taxonomy: Taxonomy, round_index: int) -> p
                 kept.select("id", "text").with_columns(pl.lit("earlier_round").alias("source"))
             )
     return pl.concat(frames, how="vertical_relaxed")
-
-
-class _Clients:
-    """The LLM client of each role. Roles on the generator's backend, model and server share
-    its client (one model in memory, one connection pool); others get their own."""
-
-    def __init__(self, prepared: Prepared, generator_llm: LLMClient, api_key: str | None) -> None:
-        self.prepared = prepared
-        self.generator_llm = generator_llm
-        self.api_key = api_key
-        self._own: dict[str, LLMClient] = {}
-
-    def for_role(self, settings: BackendSettings) -> LLMClient:
-        """Built at once (cheap: nothing loads or connects), so a missing key or model fails
-        before any call is paid for."""
-        generator = self.prepared.generator
-        same = {"backend", "model", "base_url", "chat"}
-        if settings.model_dump(include=same) == generator.model_dump(include=same):
-            return self.generator_llm
-        identity = json.dumps(settings.model_dump(include=same), sort_keys=True)
-        if identity not in self._own:
-            # --api-key belongs to the generator's provider; another provider's key comes from
-            # its own environment variable
-            key = self.api_key if settings.backend == generator.backend else None
-            base = self.generator_llm
-            self._own[identity] = LLMClient(
-                make_backend(settings, key), base.cache, base.events, base.prices
-            )
-        return self._own[identity]
-
-    def close(self) -> None:
-        for client in self._own.values():
-            client.close()
-            client.backend.close()
-
-
-class _JudgeParts:
-    """The judge of this run, built on first use: the offline judge embeds the exemplars, the
-    LLM judge may load a second model, and a finished run needs neither."""
-
-    def __init__(self, prepared: Prepared, clients: _Clients, vector_caches: _VectorCaches) -> None:
-        self.prepared = prepared
-        self.vector_caches = vector_caches
-        self.stats = CallStats()
-        self._judge: Judge | None = None
-        self._llm_client = (
-            clients.for_role(prepared.judge) if prepared.judge.kind == "llm" else None
-        )
-
-    def judge(self) -> Judge:
-        if self._judge is not None:
-            return self._judge
-        settings = self.prepared.judge
-        taxonomy = self.prepared.taxonomy
-        if settings.kind == "offline":
-            vectors = self.vector_caches.get(settings.embedder)
-            self._judge = CentroidJudge(taxonomy, vectors, settings.min_margin)
-        else:
-            assert self._llm_client is not None
-            self._judge = LLMJudge(
-                taxonomy, self.prepared.prompts, self._llm_client, settings, self.stats
-            )
-        return self._judge
-
-    def run(self, rows: pl.DataFrame, record: dict[str, Any]) -> pl.DataFrame:
-        """Judge one batch, adding its calls to the stage's record."""
-        judge = self.judge()
-        return _counting_calls(record, self.stats, lambda: judge_stage.run(rows, judge))
 
 
 def _run_row_stage(
@@ -881,38 +537,6 @@ def _run_batches(
         manifest.save()
     _finish_stage(run_dir, manifest, round_index, stage, record)
     progress.update(bar, completed=inputs.height)
-
-
-class _RateColumn(ProgressColumn):
-    """Items per second, with the unit the task was given."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "items")
-        cached = task.fields.get("cached", 0)
-        text = f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s"
-        if cached:
-            text += f" ({cached} cached)"
-        tokens = task.fields.get("tokens", 0)
-        if tokens:
-            text += f" {_compact(tokens)} tok out"
-        cost = task.fields.get("cost")
-        if cost:
-            text += f" {cost}"
-        return Text(text, style="progress.data.speed")
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _refuse_foreign_directory(run_dir: RunDir) -> None:

@@ -1,0 +1,223 @@
+"""What a run is asked to do, validated before anything is written.
+
+`prepare` loads the taxonomy and every prompt and data file, applies the command line's
+overrides, and builds the config snapshot that decides whether a rerun may resume: a mistake in
+any input fails here, with one line, before a call is paid for or a file is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.backends import require_known_backend
+from pipeline.errors import UserError
+from pipeline.export import InstructionPool, load_instructions
+from pipeline.prices import PriceTable
+from pipeline.prompts import PromptLibrary
+from pipeline.responders import TemplateResponder
+from pipeline.taxonomy import (
+    CONNECTION_FIELDS,
+    DedupSettings,
+    GeneratorSettings,
+    JudgeSettings,
+    ResponderSettings,
+    Taxonomy,
+    load_taxonomy,
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `synth run` was asked to do."""
+
+    taxonomy_path: Path
+    n: int
+    out: Path
+    seed: int = 0
+    backend: str | None = None
+    model: str | None = None
+    #: connection overrides for the generator (and the LLM judge when it uses the same backend)
+    connection: dict[str, Any] = field(default_factory=dict)
+    #: from --api-key; handed to the backend only, never to a snapshot or a log
+    api_key: str | None = field(default=None, repr=False)
+    judge: str | None = None
+    judge_backend: str | None = None
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    responder: str | None = None
+    responder_backend: str | None = None
+    responder_model: str | None = None
+    fuzzy_threshold: float | None = None
+    embedding_threshold: float | None = None
+    fresh: bool = False
+
+
+@dataclass
+class Prepared:
+    """Everything validated before the run directory is touched."""
+
+    taxonomy: Taxonomy
+    prompts: PromptLibrary
+    generator: GeneratorSettings
+    judge: JudgeSettings
+    dedup: DedupSettings
+    snapshot: dict[str, Any]
+    prices: PriceTable
+    responder: ResponderSettings
+    templates: TemplateResponder
+    instructions: dict[str, InstructionPool]
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Load and check the taxonomy and every prompt; a mistake fails here, before any output."""
+    if options.n < 1:
+        raise UserError(f"--n must be at least 1 (got {options.n})")
+    taxonomy = load_taxonomy(options.taxonomy_path)
+    generator = _validated(
+        taxonomy.settings.generator,
+        {**_backend_overrides(options.backend, options.model), **options.connection},
+    )
+    judge_overrides = _backend_overrides(options.judge_backend, options.judge_model)
+    defaults = taxonomy.settings
+    if (
+        options.judge_backend is None
+        and options.backend is not None
+        and defaults.judge.backend == defaults.generator.backend
+    ):
+        # the taxonomy's judge follows its generator, so it follows --backend/--model too
+        judge_overrides = {
+            "backend": generator.backend,
+            "model": options.judge_model or generator.model,
+        }
+    if options.judge is not None:
+        judge_overrides["kind"] = options.judge
+    if options.judge_base_url is not None:
+        judge_overrides["base_url"] = options.judge_base_url
+    judge = taxonomy.settings.judge.model_copy(update=judge_overrides)
+    if judge.backend == generator.backend and options.judge_base_url is None:
+        # one server for both roles unless told otherwise: the generator's connection flags
+        # (--base-url, --max-in-flight, ...) apply to the judge too
+        judge = judge.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
+    if judge.kind not in ("offline", "llm"):
+        raise UserError(f"--judge must be 'offline' or 'llm' (got {judge.kind!r})")
+    responder = _role_settings(
+        taxonomy.settings.responder,
+        defaults.generator,
+        generator,
+        options.responder_backend,
+        options.responder_model,
+        options.backend,
+    )
+    if options.responder is not None:
+        if options.responder not in ("template", "llm"):
+            raise UserError(f"--responder must be 'template' or 'llm' (got {options.responder!r})")
+        responder = responder.model_copy(update={"kind": options.responder})
+    dedup_overrides: dict[str, Any] = {}
+    if options.fuzzy_threshold is not None:
+        dedup_overrides["fuzzy_threshold"] = options.fuzzy_threshold
+    if options.embedding_threshold is not None:
+        dedup_overrides["embedding_threshold"] = options.embedding_threshold
+    try:
+        dedup = DedupSettings.model_validate({**taxonomy.dedup.model_dump(), **dedup_overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "dedup"
+        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+    # the LLM judge's backend is built when the judge first runs, after generation is paid
+    # for: a misspelt name must fail here, before any call
+    require_known_backend(generator.backend, "--backend")
+    if judge.kind == "llm":
+        require_known_backend(judge.backend, "--judge-backend")
+    if responder.kind == "llm":
+        require_known_backend(responder.backend, "--responder-backend")
+    prompts = PromptLibrary(options.taxonomy_path.parent / taxonomy.settings.prompts_dir)
+    problems = prompts.check(
+        taxonomy, require_judge=judge.kind == "llm", require_respond=responder.kind == "llm"
+    )
+    if problems:
+        raise UserError(problems[0], details=problems[1:])
+    # the offline response templates (also the LLM responder's fallback) and the instruction
+    # pools are checked now, so a typo in them fails before any call is paid for
+    templates = TemplateResponder(taxonomy, prompts.root, options.seed)
+    instructions = load_instructions(prompts.root)
+    # only what changes results decides whether a run may resume: connection settings and
+    # prices do not, and no key is ever part of a setting
+    snapshot = {
+        "n": options.n,
+        "seed": options.seed,
+        "generator": generator.model_dump(exclude=CONNECTION_FIELDS),
+        "judge": judge.model_dump(exclude=CONNECTION_FIELDS),
+        "responder": responder.model_dump(exclude=CONNECTION_FIELDS),
+        "dedup": dedup.model_dump(),
+        "taxonomy": taxonomy.model_dump(
+            mode="json",
+            exclude={
+                "prices": True,
+                "settings": {
+                    "generator": CONNECTION_FIELDS,
+                    "judge": CONNECTION_FIELDS,
+                    "responder": CONNECTION_FIELDS,
+                },
+            },
+        ),
+        "prompts": prompts.fingerprint(),
+    }
+    return Prepared(
+        taxonomy,
+        prompts,
+        generator,
+        judge,
+        dedup,
+        snapshot,
+        PriceTable(taxonomy.prices),
+        responder,
+        templates,
+        instructions,
+    )
+
+
+def _role_settings(
+    settings: ResponderSettings,
+    taxonomy_generator: GeneratorSettings,
+    generator: GeneratorSettings,
+    backend: str | None,
+    model: str | None,
+    generator_flag: str | None,
+) -> ResponderSettings:
+    """An LLM role's settings with its flags; like the judge, a role that the taxonomy puts on
+    the generator's backend follows --backend/--model, and shares the generator's connection."""
+    if backend is not None:
+        settings = settings.model_copy(update={"backend": backend, "model": model})
+    elif generator_flag is not None and settings.backend == taxonomy_generator.backend:
+        settings = settings.model_copy(
+            update={"backend": generator.backend, "model": model or generator.model}
+        )
+    elif model is not None:
+        settings = settings.model_copy(update={"model": model})
+    if settings.backend == generator.backend:
+        settings = settings.model_copy(update=generator.model_dump(include=CONNECTION_FIELDS))
+    return settings
+
+
+def _validated(settings: GeneratorSettings, overrides: dict[str, Any]) -> GeneratorSettings:
+    """Settings with command-line overrides, checked like the taxonomy file's own values."""
+    try:
+        return GeneratorSettings.model_validate({**settings.model_dump(), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "--backend"
+        raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if backend is not None:
+        overrides["backend"] = backend
+        overrides["model"] = None  # the taxonomy's model belongs to the taxonomy's backend
+    if model is not None:
+        overrides["model"] = model
+    return overrides
