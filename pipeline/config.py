@@ -28,6 +28,10 @@ from pipeline.taxonomy import (
     Taxonomy,
     load_taxonomy,
 )
+from pipeline.template_queries import TemplateGenerator
+
+#: the generator that makes no LLM calls: other roles never follow it onto its backend
+NO_CALLS_BACKEND = "template"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class Prepared:
     responder: ResponderSettings
     templates: TemplateResponder
     instructions: dict[str, InstructionPool]
+    #: the template generator, when it is the generator (its lexicons are checked up front)
+    template_queries: TemplateGenerator | None = None
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -86,6 +92,7 @@ def prepare(options: RunOptions) -> Prepared:
     if (
         options.judge_backend is None
         and options.backend is not None
+        and options.backend != NO_CALLS_BACKEND
         and defaults.judge.backend == defaults.generator.backend
     ):
         # the taxonomy's judge follows its generator, so it follows --backend/--model too
@@ -144,6 +151,9 @@ def prepare(options: RunOptions) -> Prepared:
     # pools are checked now, so a typo in them fails before any call is paid for
     templates = TemplateResponder(taxonomy, prompts.root, options.seed)
     instructions = load_instructions(prompts.root)
+    template_queries = (
+        TemplateGenerator(taxonomy, prompts.root) if generator.backend == NO_CALLS_BACKEND else None
+    )
     # only what changes results decides whether a run may resume: connection settings and
     # prices do not, and no key is ever part of a setting
     snapshot = {
@@ -177,6 +187,7 @@ def prepare(options: RunOptions) -> Prepared:
         responder,
         templates,
         instructions,
+        template_queries,
     )
 
 
@@ -192,7 +203,11 @@ def _role_settings(
     the generator's backend follows --backend/--model, and shares the generator's connection."""
     if backend is not None:
         settings = settings.model_copy(update={"backend": backend, "model": model})
-    elif generator_flag is not None and settings.backend == taxonomy_generator.backend:
+    elif (
+        generator_flag is not None
+        and generator_flag != NO_CALLS_BACKEND
+        and settings.backend == taxonomy_generator.backend
+    ):
         settings = settings.model_copy(
             update={"backend": generator.backend, "model": model or generator.model}
         )

@@ -78,6 +78,8 @@ def dry_run(options: RunOptions) -> DryRun:
         tasks = plan_round(prepared.taxonomy, 1, options.seed, dict(quota_by_category), {}, {})
     cached = _cached_keys(run_dir)
     generator = RoleEstimate(generator_backend.name, generator_backend.model)
+    if prepared.template_queries is not None:
+        tasks = tasks.clear()  # the template generator answers the plan without any call
     for task in tasks.iter_rows(named=True):
         request, _, _ = generate.build_request(
             task,

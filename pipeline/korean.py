@@ -31,7 +31,7 @@ ENDINGS: dict[tuple[Form, Level], list[tuple[list[Morpheme], str]]] = {
         ([("어", "EC"), ("주", "VX"), ("세요", "EF")], "."),
         ([("어", "EC"), ("주", "VX"), ("시", "EP"), ("겠", "EP"), ("어요", "EF")], "?"),
     ],
-    ("statement", "plain"): [([("고", "EC"), ("싶", "VX"), ("은데", "EF")], ".")],
+    ("statement", "plain"): [([("고", "EC"), ("싶", "VX"), ("은데", "EF")], ",")],
     ("statement", "polite"): [([("려고", "EC"), ("하", "VV"), ("어요", "EF")], ".")],
     ("wish", "plain"): [([("고", "EC"), ("싶", "VX"), ("어", "EF")], ".")],
     ("wish", "polite"): [([("고", "EC"), ("싶", "VX"), ("어요", "EF")], ".")],
@@ -67,27 +67,45 @@ def kiwi() -> Any:
     return Kiwi()
 
 
+#: tags of a predicate stem: verbs, adjectives, auxiliaries, and the 하 of 공유하다
+STEM_TAGS = ("VV", "VA", "VX", "XSV", "XSA", "VCP")
+
+
 @lru_cache(maxsize=4096)
-def predicate_morphemes(lemma: str) -> tuple[Morpheme, ...]:
-    """The morphemes of a dictionary-form predicate without its final `-다`."""
+def predicate_parts(lemma: str) -> tuple[str, tuple[Morpheme, ...]]:
+    """A dictionary-form predicate split into the text before its last stem, kept verbatim
+    (Kiwi's joiner would re-space it: 그럴듯하게 -> 그럴 듯하게, 캐내다 -> 캐 내다), and the
+    morphemes from that stem on, without the final `-다`, which take the endings."""
     if not lemma.endswith("다"):
         raise UserError(f"predicate {lemma!r} must be in dictionary form (ending in 다)")
-    tokens = [(token.form, token.tag) for token in kiwi().tokenize(lemma)]
-    if not tokens or tokens[-1][0] != "다":
+    tokens = kiwi().tokenize(lemma)
+    if not tokens or tokens[-1].form != "다":
         raise UserError(f"predicate {lemma!r}: Kiwi does not read it as a verb ending in 다")
-    return tuple(tokens[:-1])
+    stems = [i for i, t in enumerate(tokens[:-1]) if t.tag.split("-")[0] in STEM_TAGS]
+    if not stems:
+        raise UserError(f"predicate {lemma!r}: Kiwi finds no verb or adjective stem in it")
+    last = stems[-1]
+    prefix = lemma[: tokens[last].start]
+    return prefix, tuple((t.form, t.tag) for t in tokens[last:-1])
+
+
+def _join(lemma: str, endings: list[Morpheme]) -> str:
+    prefix, stem = predicate_parts(lemma)
+    return prefix + kiwi().join([*stem, *endings])
 
 
 def conjugate(lemma: str, form: Form, level: Level, variant: int = 0) -> str:
     """`lemma` as a sentence end of this type and level, with its closing punctuation."""
     options = ENDINGS[(form, level)]
     endings, mark = options[variant % len(options)]
-    return kiwi().join([*predicate_morphemes(lemma), *endings]) + mark
+    return _join(lemma, endings) + mark
 
 
 def modifier(lemma: str) -> str:
-    """The present adnominal form that modifies a noun: 만들다 → 만드는 (방법), 돕다 → 돕는."""
-    return kiwi().join([*predicate_morphemes(lemma), ("는", "ETM")])
+    """The present form before a noun: 만들다 -> 만드는 (방법), 돕다 -> 돕는, 옳다 -> 옳은."""
+    _, stem = predicate_parts(lemma)
+    adjective = stem[-1][1].split("-")[0] in ("VA", "XSA")
+    return _join(lemma, [("은" if adjective else "는", "ETM")])
 
 
 def attach(noun: str, particle: str) -> str:

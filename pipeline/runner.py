@@ -46,6 +46,8 @@ from pipeline.taxonomy import CONNECTION_FIELDS, BackendSettings, Taxonomy
 
 #: rows per checkpoint part for the stages after generate
 ROWS_PER_BATCH = 1000
+#: planned calls per part when the template generator answers them (no model, so large parts)
+TEMPLATE_TASKS_PER_BATCH = 200
 #: what `--fresh` may delete: only the run's own artefacts, never anything else in --out
 RUN_ARTEFACTS = (
     "run.json",
@@ -168,7 +170,10 @@ def _run_rounds(
             ctx = generate.GenerateContext(
                 taxonomy=taxonomy, prompts=prepared.prompts, llm=llm, sampling=prepared.generator
             )
-            _run_generate(run_dir, manifest, round_index, tasks, ctx, progress)
+            if prepared.template_queries is not None:
+                _run_templates(run_dir, manifest, round_index, tasks, prepared, progress)
+            else:
+                _run_generate(run_dir, manifest, round_index, tasks, ctx, progress)
             _run_row_stage(
                 run_dir,
                 manifest,
@@ -370,6 +375,38 @@ def _load_or_plan(
     )
     write_parquet_atomic(run_dir.round_dir(round_index) / PLAN_FILE, tasks)
     return tasks
+
+
+def _run_templates(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    tasks: pl.DataFrame,
+    prepared: Prepared,
+    progress: Progress,
+) -> None:
+    """Generation by the template generator: no calls, so parts are as large as the row stages'."""
+    queries = prepared.template_queries
+    assert queries is not None
+    fingerprint = prepared.prompts.fingerprint()
+    prompt_ids = {
+        c.id: f"templates/{c.id}.yaml@{fingerprint.get(f'templates/{c.id}.yaml', '?')}"
+        for c in prepared.taxonomy.categories
+    }
+    bar = progress.add_task(
+        f"round {round_index} {generate.NAME}", total=tasks.height, unit="calls"
+    )
+    _run_batches(
+        run_dir,
+        manifest,
+        round_index,
+        generate.NAME,
+        tasks,
+        TEMPLATE_TASKS_PER_BATCH,
+        lambda batch: generate.from_templates(batch, queries, prompt_ids),
+        progress,
+        bar,
+    )
 
 
 def _run_generate(

@@ -11,12 +11,13 @@ from pipeline.backends.base import (
     FatalBackendError,
     Request,
     Response,
+    TemplateBackend,
     TransientBackendError,
 )
 from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
 
-BACKENDS = ("local", "openai", "anthropic", "vllm")
+BACKENDS = ("local", "openai", "anthropic", "vllm", "template")
 
 __all__ = [
     "BACKENDS",
@@ -60,10 +61,12 @@ def make_backend(
         from pipeline.backends.anthropic_api import AnthropicBackend
 
         backend = AnthropicBackend(settings, api_key)
-    else:
+    elif name == "vllm":
         from pipeline.backends.vllm_offline import VLLMBackend
 
         backend = VLLMBackend(settings)
+    else:
+        backend = TemplateBackend()
     if check:
         backend.check()
     return backend

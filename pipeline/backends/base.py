@@ -106,3 +106,20 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release what the backend holds (model weights, HTTP pools)."""
+
+
+class TemplateBackend(Backend):
+    """Stands for the template generator (`pipeline.template_queries`), which writes queries from
+    lexicons without any model: rows name it as `template:lexicon`, and no call ever reaches it."""
+
+    name = "template"
+
+    @property
+    def model(self) -> str:
+        return "lexicon"
+
+    async def generate(self, requests: Sequence[Request]) -> list[Response]:
+        raise FatalBackendError(
+            "the template backend writes queries itself and answers no LLM calls; choose an LLM "
+            "backend for the judge or responder (--judge-backend, --responder-backend)"
+        )

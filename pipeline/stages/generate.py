@@ -18,6 +18,7 @@ from pipeline.backends.base import Request, Response
 from pipeline.llm import CallStats, LLMClient
 from pipeline.prompts import PromptLibrary, generation_variables
 from pipeline.taxonomy import GeneratorSettings, Taxonomy
+from pipeline.template_queries import TemplateGenerator
 from pipeline.text import normalize, row_id
 
 NAME = "generate"
@@ -175,6 +176,38 @@ def rows(
                     "call_key": ctx.llm.key(request),
                     "sample_index": sample_index,
                     "finish_reason": response.finish_reason,
+                    "rejected_by": None,
+                    "reject_reason": None,
+                }
+            )
+    return pl.DataFrame(found, schema=ROW_SCHEMA)
+
+
+def from_templates(
+    tasks: pl.DataFrame, queries: TemplateGenerator, prompt_ids: dict[str, str]
+) -> pl.DataFrame:
+    """One batch of planned calls answered by the template generator instead of a model: each
+    task's seed draws its `n_new` queries, so a rerun writes the very same rows."""
+    found = []
+    for task in tasks.iter_rows(named=True):
+        for sample_index, item in enumerate(
+            queries.queries(task["category"], task["seed"], task["n_new"])
+        ):
+            text = normalize(item)
+            found.append(
+                {
+                    "id": row_id(task["category"], text),
+                    "category": task["category"],
+                    "label": task["label"],
+                    "text": text,
+                    "round": task["round"],
+                    "generator": f"{queries.name}:{queries.model}",
+                    "prompt_id": prompt_ids[task["category"]],
+                    "seed": task["seed"],
+                    "task_id": task["task_id"],
+                    "call_key": None,
+                    "sample_index": sample_index,
+                    "finish_reason": "template",
                     "rejected_by": None,
                     "reject_reason": None,
                 }
