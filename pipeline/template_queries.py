@@ -134,24 +134,31 @@ class TemplateGenerator:
         templates = self.categories[category]
         frames = self.frames[category]
         endings = sum(
-            len(getattr(frames, form)[level]) * endings_count(form, level)
+            _combinations(frame, templates.slots) * endings_count(form, level)
             for form in FORMS
             for level in LEVELS
+            for frame in getattr(frames, form)[level]
         )
         total = 0
         for pattern_set in templates.sets:
             fills = 0
             for pattern in pattern_set.patterns:
-                combos = 1
-                for slot, _ in _SLOT.findall(pattern):
-                    combos *= len(templates.slots[slot])
-                fills += combos
+                fills += _combinations(pattern, templates.slots)
             total += fills * len(pattern_set.acts)
         return total * endings
 
 
 #: placeholders a frame fills from the sentence itself rather than from the slots
 FRAME_FIELDS = ("pattern", "act", "act_mod")
+
+
+def _combinations(text: str, slots: dict[str, list[str]]) -> int:
+    """How many ways the slot placeholders in `text` can be filled (frame fields excluded)."""
+    combos = 1
+    for slot, _ in _SLOT.findall(text):
+        if slot not in FRAME_FIELDS:
+            combos *= len(slots[slot])
+    return combos
 
 
 def _fill(text: str, slots: dict[str, list[str]], rng: random.Random) -> str:
