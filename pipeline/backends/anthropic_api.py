@@ -41,30 +41,15 @@ class AnthropicBackend(APIBackend):
         if settings.chat is False:
             raise UserError("the anthropic backend has no plain completions: leave chat unset")
 
-    def make_client(self) -> Any:
-        try:
-            from anthropic import AsyncAnthropic
-        except ImportError:
-            raise UserError(
-                "the anthropic backend needs the anthropic package: pip install -e ."
-            ) from None
-        return AsyncAnthropic(
-            api_key=self.api_key(),
-            base_url=self.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-        )
+    sdk_module = "anthropic"
+    client_class = "AsyncAnthropic"
 
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
         return [await self._one(request) for request in requests]
 
     async def _one(self, request: Request) -> Response:
-        import anthropic
-
         started = time.perf_counter()
-        message = await self.guarded(
-            lambda: self.client().messages.create(**self._params(request)), anthropic
-        )
+        message = await self.guarded(lambda: self.client().messages.create(**self._params(request)))
         return self._response(message, time.perf_counter() - started)
 
     def _params(self, request: Request) -> dict[str, Any]:

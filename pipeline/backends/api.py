@@ -9,6 +9,7 @@ The SDKs' own retries are turned off: `pipeline.llm` retries, counts and logs th
 from __future__ import annotations
 
 import email.utils
+import importlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -141,12 +142,31 @@ class APIBackend(Backend):
             self._client = self.make_client()
         return self._client
 
-    def make_client(self) -> Any:
-        raise NotImplementedError
+    #: the official SDK's module and its async client class
+    sdk_module = ""
+    client_class = ""
 
-    async def guarded(self, call: Callable[[], Awaitable[T]], sdk: ModuleType) -> T:
+    def sdk(self) -> ModuleType:
+        try:
+            return importlib.import_module(self.sdk_module)
+        except ImportError:
+            raise UserError(
+                f"the {self.name} backend needs the {self.sdk_module} package: pip install -e ."
+            ) from None
+
+    def make_client(self) -> Any:
+        """The SDK's async client, its own retries off (the pipeline's client retries)."""
+        return getattr(self.sdk(), self.client_class)(
+            api_key=self.api_key(),
+            base_url=self.base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+        )
+
+    async def guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """Await `call`, turning the SDK's errors (both official SDKs share these class names
         and fields) into transient or fatal backend errors, the key redacted."""
+        sdk = self.sdk()
         try:
             return await call()
         except sdk.APITimeoutError:

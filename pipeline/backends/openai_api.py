@@ -21,7 +21,6 @@ from typing import Any
 
 from pipeline.backends.api import APIBackend
 from pipeline.backends.base import Request, Response, TransientBackendError
-from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
 
 
@@ -34,26 +33,13 @@ class OpenAIBackend(APIBackend):
         super().__init__(settings, api_key)
         self.chat = True if settings.chat is None else settings.chat
 
-    def make_client(self) -> Any:
-        try:
-            from openai import AsyncOpenAI
-        except ImportError:
-            raise UserError(
-                "the openai backend needs the openai package: pip install -e ."
-            ) from None
-        return AsyncOpenAI(
-            api_key=self.api_key(),
-            base_url=self.base_url,
-            timeout=self.timeout_s,
-            max_retries=0,
-        )
+    sdk_module = "openai"
+    client_class = "AsyncOpenAI"
 
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
         return [await self._one(request) for request in requests]
 
     async def _one(self, request: Request) -> Response:
-        import openai
-
         started = time.perf_counter()
         path, body = (
             ("/chat/completions", self._chat(request))
@@ -65,7 +51,7 @@ class OpenAIBackend(APIBackend):
             reply = await self.client().post(path, body=body, cast_to=_http_response_class())
             return json.loads(reply.content)
 
-        completion = await self.guarded(post, openai)
+        completion = await self.guarded(post)
         return self._response(completion, time.perf_counter() - started)
 
     def _common(self, request: Request) -> dict[str, Any]:

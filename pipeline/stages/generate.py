@@ -160,27 +160,49 @@ def rows(
         )
         if response.finish_reason == "content_filter":
             items = []  # a filtered answer is a failure, never parsed as a good one
+        key = ctx.llm.key(request)
         for sample_index, item in enumerate(items[: task["n_new"]]):
-            text = normalize(item)
             found.append(
-                {
-                    "id": row_id(task["category"], text),
-                    "category": task["category"],
-                    "label": task["label"],
-                    "text": text,
-                    "round": task["round"],
-                    "generator": ctx.llm.generator_name,
-                    "prompt_id": prompt_id,
-                    "seed": task["seed"],
-                    "task_id": task["task_id"],
-                    "call_key": ctx.llm.key(request),
-                    "sample_index": sample_index,
-                    "finish_reason": response.finish_reason,
-                    "rejected_by": None,
-                    "reject_reason": None,
-                }
+                _row(
+                    task,
+                    item,
+                    sample_index,
+                    ctx.llm.generator_name,
+                    prompt_id,
+                    key,
+                    response.finish_reason,
+                )
             )
     return pl.DataFrame(found, schema=ROW_SCHEMA)
+
+
+def _row(
+    task: dict,
+    item: str,
+    sample_index: int,
+    generator: str,
+    prompt_id: str,
+    call_key: str | None,
+    finish_reason: str,
+) -> dict:
+    """One generated query with where it came from, in the row schema."""
+    text = normalize(item)
+    return {
+        "id": row_id(task["category"], text),
+        "category": task["category"],
+        "label": task["label"],
+        "text": text,
+        "round": task["round"],
+        "generator": generator,
+        "prompt_id": prompt_id,
+        "seed": task["seed"],
+        "task_id": task["task_id"],
+        "call_key": call_key,
+        "sample_index": sample_index,
+        "finish_reason": finish_reason,
+        "rejected_by": None,
+        "reject_reason": None,
+    }
 
 
 def from_templates(
@@ -188,28 +210,10 @@ def from_templates(
 ) -> pl.DataFrame:
     """One batch of planned calls answered by the template generator instead of a model: each
     task's seed draws its `n_new` queries, so a rerun writes the very same rows."""
-    found = []
-    for task in tasks.iter_rows(named=True):
-        for sample_index, item in enumerate(
-            queries.queries(task["category"], task["seed"], task["n_new"])
-        ):
-            text = normalize(item)
-            found.append(
-                {
-                    "id": row_id(task["category"], text),
-                    "category": task["category"],
-                    "label": task["label"],
-                    "text": text,
-                    "round": task["round"],
-                    "generator": f"{queries.name}:{queries.model}",
-                    "prompt_id": prompt_ids[task["category"]],
-                    "seed": task["seed"],
-                    "task_id": task["task_id"],
-                    "call_key": None,
-                    "sample_index": sample_index,
-                    "finish_reason": "template",
-                    "rejected_by": None,
-                    "reject_reason": None,
-                }
-            )
+    generator = f"{queries.name}:{queries.model}"
+    found = [
+        _row(task, item, index, generator, prompt_ids[task["category"]], None, "template")
+        for task in tasks.iter_rows(named=True)
+        for index, item in enumerate(queries.queries(task["category"], task["seed"], task["n_new"]))
+    ]
     return pl.DataFrame(found, schema=ROW_SCHEMA)
