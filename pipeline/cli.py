@@ -77,7 +77,7 @@ def run(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="Generator backend: local, openai, anthropic or vllm "
+            help="Generator backend: local, openai, anthropic, vllm or template (no model) "
             "(default: the taxonomy's, normally 'local')."
         ),
     ] = None,
