@@ -268,7 +268,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(small_taxonomy: Path, tmp_p
         (["--n", "-5"], "--n must be at least 1"),
         (
             ["--n", "2", "--backend", "nope"],
-            "--backend: unknown backend 'nope' (available: local, openai, anthropic, vllm)",
+            "--backend: unknown backend 'nope' "
+            "(available: local, openai, anthropic, vllm, template)",
         ),
         (["--n", "2", "--model", "/no/such/model.gguf"], "GGUF model file not found"),
         (["--n", "2", "--fuzzy-threshold", "150"], "--fuzzy-threshold: Input should be less"),
