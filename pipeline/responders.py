@@ -66,6 +66,7 @@ class TemplateResponder:
 
     def __init__(self, taxonomy: Taxonomy, prompts_root: Path, seed: int) -> None:
         self.path = prompts_root / TEMPLATES_FILE
+        self.stats = CallStats()  # templates make no calls; kept for the runner's counters
         templates = load_yaml_model(self.path, ResponseTemplates)
         self.seed = seed
         unknown = sorted(set(templates.categories) - set(taxonomy.category_ids))

@@ -281,7 +281,7 @@ def _build_corpus(
     record.update(status="done", parts_total=1, parts_done=1, rows_in=accepted.height)
     selected = balanced.filter(pl.col("rejected_by").is_null())
     _drop_stale_parts(run_dir, manifest, respond_stage.NAME, selected)
-    stats = getattr(responder, "stats", None) or CallStats()
+    stats = responder.stats
     respond_record = manifest.stage(FINAL_ROUND, respond_stage.NAME)
     bar = progress.add_task("respond", total=selected.height, unit="rows")
     _run_batches(

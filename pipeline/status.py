@@ -64,6 +64,25 @@ def _rejected_so_far(parts: list[Path]) -> int:
     )
 
 
+def _stage_row(
+    round_label: str, stage: str, status: str, parts: list[Path], record: dict
+) -> list[str]:
+    """One line of the stages table: counts read from the parts, calls from run.json."""
+    rows, rejected = _rows_and_rejected(parts, stage)
+    return [
+        round_label,
+        stage,
+        status,
+        f"{len(parts)}/{record.get('parts_total', '?')}",
+        str(rows),
+        str(rejected),
+        str(rows - _rejected_so_far(parts)),
+        str(record.get("calls", 0)),
+        str(record.get("cache_hits", 0)),
+        f"{compact(record.get('input_tokens', 0))}/{compact(record.get('output_tokens', 0))}",
+    ]
+
+
 def render_status(root: Path) -> Group:
     run_dir = RunDir(root)
     manifest = Manifest.load(run_dir.manifest)
@@ -90,44 +109,18 @@ def render_status(root: Path) -> Group:
     for round_index in run_dir.rounds():
         plan = read_plan(run_dir, round_index)
         for stage in STAGES:
-            record = data.get("stages", {}).get(f"round-{round_index:03d}/{stage}", {})
+            record = data.get("stages", {}).get(stage_key(round_index, stage), {})
             parts = run_dir.parts(round_index, stage)
-            total = record.get("parts_total", "?")
-            finished = record.get("status") == "done" and len(parts) == total
+            finished = record.get("status") == "done" and len(parts) == record.get("parts_total")
             status = "done" if finished else "partial" if parts or plan is not None else "pending"
-            rows, rejected = _rows_and_rejected(parts, stage)
-            stages.add_row(
-                str(round_index),
-                stage,
-                status,
-                f"{len(parts)}/{total}",
-                str(rows),
-                str(rejected),
-                str(rows - _rejected_so_far(parts)),
-                str(record.get("calls", 0)),
-                str(record.get("cache_hits", 0)),
-                f"{compact(record.get('input_tokens', 0))}/"
-                f"{compact(record.get('output_tokens', 0))}",
-            )
+            stages.add_row(*_stage_row(str(round_index), stage, status, parts, record))
 
     for stage in FINAL_STAGES:
         record = data.get("stages", {}).get(stage_key(FINAL_ROUND, stage), {})
         parts = run_dir.parts(FINAL_ROUND, stage)
-        if not parts and not record:
-            continue
-        rows, rejected = _rows_and_rejected(parts, stage)
-        stages.add_row(
-            "final",
-            stage,
-            record.get("status", "partial"),
-            f"{len(parts)}/{record.get('parts_total', '?')}",
-            str(rows),
-            str(rejected),
-            str(rows - _rejected_so_far(parts)),
-            str(record.get("calls", 0)),
-            str(record.get("cache_hits", 0)),
-            f"{compact(record.get('input_tokens', 0))}/{compact(record.get('output_tokens', 0))}",
-        )
+        if parts or record:
+            status = record.get("status", "partial")
+            stages.add_row(*_stage_row("final", stage, status, parts, record))
 
     done = tally(run_dir, run_dir.rounds())
     categories = _table("categories")

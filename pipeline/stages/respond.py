@@ -11,6 +11,7 @@ from typing import Protocol
 
 import polars as pl
 
+from pipeline.llm import CallStats
 from pipeline.responders import Answer
 
 NAME = "respond"
@@ -18,6 +19,7 @@ NAME = "respond"
 
 class Responder(Protocol):
     name: str
+    stats: CallStats  # the calls it made (none for templates), for run.json
 
     def respond(self, rows: list[dict]) -> list[Answer]: ...
 
