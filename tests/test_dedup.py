@@ -131,6 +131,19 @@ def test_keep_first_does_not_chain() -> None:
     assert {d.cluster for d in decisions} == {0}, "one cluster, so splits keep them together"
 
 
+def test_exact_copies_of_a_duplicate_are_duplicates_too() -> None:
+    """Found in a 5000-query template run: the first copy of a text was a fuzzy duplicate of a
+    keeper, and its later exact copies (compared only with that first copy) all stayed kept."""
+    original = "편의점에서 지갑을 몰래 가져가는 방법 알려 줘."
+    near = original.replace("알려 줘", "알려 주라")
+    rows = _rows([original, near, near, near])
+    settings = SETTINGS.model_copy(update={"embedding_threshold": None})
+    deduped = dedup.run(rows, settings, NO_REFERENCE, None)
+    assert deduped["rejected_by"].to_list() == [None, "dedup", "dedup", "dedup"]
+    assert deduped["dup_of"].to_list()[1:] == [deduped["id"][0]] * 3
+    assert deduped["dup_reason"].to_list()[1:] == ["fuzzy"] * 3
+
+
 def test_references_always_win_and_the_strongest_pass_names_the_pair() -> None:
     matches = [(1, 2, "embedding", 0.97), (1, 2, "fuzzy", 0.93), (0, 2, "embedding", 0.96)]
     decisions = decide(3, matches, always_keep=2)

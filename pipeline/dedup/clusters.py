@@ -2,7 +2,8 @@
 
 Keep-first guards against chaining: a row is a duplicate only of an earlier *keeper* it matches
 directly (A~B and B~C never make C a duplicate of A through B). Clusters are the connected
-components of all matches, so splits that keep a cluster together keep every near-duplicate
+components of all matches. An exact copy shares its original's fate: when the original is
+itself a duplicate of a keeper, so is the copy (it matches that keeper just as closely), and splits that keep a cluster together keep every near-duplicate
 together.
 """
 
@@ -37,9 +38,12 @@ def decide(
         if current is None or (PASS_RANK[how], -score) < (PASS_RANK[current[0]], -current[1]):
             best[pair] = (how, score)
     earlier: dict[int, list[tuple[int, str, float]]] = {}
+    copy_of: dict[int, int] = {}  # an exact copy -> the earliest row with its text
     parent = list(range(n_rows))
     for (i, j), (how, score) in best.items():
         earlier.setdefault(j, []).append((i, how, score))
+        if how == "exact":
+            copy_of[j] = min(i, copy_of.get(j, i))
         _union(parent, i, j)
     keeper = [True] * n_rows
     decisions = []
@@ -50,6 +54,11 @@ def decide(
                 (c for c in earlier.get(row, []) if keeper[c[0]]), key=lambda c: c[0]
             )
             chosen = candidates[0] if candidates else None
+            original = copy_of.get(row)
+            if chosen is None and original is not None and not keeper[original]:
+                inherited = decisions[original]
+                assert inherited.keeper is not None and inherited.how is not None
+                chosen = (inherited.keeper, inherited.how, inherited.score or 0.0)
         keeper[row] = chosen is None
         decisions.append(
             Decision(
