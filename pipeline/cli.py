@@ -142,6 +142,13 @@ def run(
         str | None, typer.Option(help="Backend of the LLM responder (default: the generator's).")
     ] = None,
     responder_model: Annotated[str | None, typer.Option(help="Model of the LLM responder.")] = None,
+    template_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Share (0-1) of every category's queries written by the template generator, "
+            "the rest by --backend; e.g. 0.3 for a 70/30 mix (default: the taxonomy's, 0)."
+        ),
+    ] = None,
     fuzzy_threshold: Annotated[
         float | None,
         typer.Option(help="Dedup: fuzz.ratio (0-100) at which two queries are duplicates."),
@@ -194,6 +201,7 @@ def run(
         responder=responder,
         responder_backend=responder_backend,
         responder_model=responder_model,
+        template_share=template_share,
         fuzzy_threshold=fuzzy_threshold,
         embedding_threshold=embedding_threshold,
         fresh=fresh,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pipeline.backends import require_known_backend
 from pipeline.errors import UserError
 from pipeline.export import InstructionPool, load_instructions
+from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE
 from pipeline.prices import PriceTable
 from pipeline.prompts import PromptLibrary
 from pipeline.responders import TemplateResponder
@@ -55,6 +56,8 @@ class RunOptions:
     responder: str | None = None
     responder_backend: str | None = None
     responder_model: str | None = None
+    #: --template-share: overrides settings.template_share
+    template_share: float | None = None
     fuzzy_threshold: float | None = None
     embedding_threshold: float | None = None
     fresh: bool = False
@@ -74,8 +77,10 @@ class Prepared:
     responder: ResponderSettings
     templates: TemplateResponder
     instructions: dict[str, InstructionPool]
-    #: the template generator, when it is the generator (its lexicons are checked up front)
+    #: the template generator, when it has a share (its lexicons are checked up front)
     template_queries: TemplateGenerator | None = None
+    #: share of each category's quota per generation source (`pipeline.plan`), shares > 0 only
+    sources: dict[str, float] = field(default_factory=lambda: {LLM_SOURCE: 1.0})
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -151,8 +156,9 @@ def prepare(options: RunOptions) -> Prepared:
     # pools are checked now, so a typo in them fails before any call is paid for
     templates = TemplateResponder(taxonomy, prompts.root, options.seed)
     instructions = load_instructions(prompts.root)
+    sources = _sources(generator, taxonomy, options.template_share)
     template_queries = (
-        TemplateGenerator(taxonomy, prompts.root) if generator.backend == NO_CALLS_BACKEND else None
+        TemplateGenerator(taxonomy, prompts.root) if TEMPLATE_SOURCE in sources else None
     )
     # only what changes results decides whether a run may resume: connection settings and
     # prices do not, and no key is ever part of a setting
@@ -163,6 +169,7 @@ def prepare(options: RunOptions) -> Prepared:
         "judge": judge.model_dump(exclude=CONNECTION_FIELDS),
         "responder": responder.model_dump(exclude=CONNECTION_FIELDS),
         "dedup": dedup.model_dump(),
+        "sources": sources,
         "taxonomy": taxonomy.model_dump(
             mode="json",
             exclude={
@@ -188,7 +195,21 @@ def prepare(options: RunOptions) -> Prepared:
         templates,
         instructions,
         template_queries,
+        sources,
     )
+
+
+def _sources(
+    generator: GeneratorSettings, taxonomy: Taxonomy, template_share: float | None
+) -> dict[str, float]:
+    """Which generators write the queries, and each one's share of every category's quota."""
+    if generator.backend == NO_CALLS_BACKEND:
+        return {TEMPLATE_SOURCE: 1.0}
+    share = taxonomy.settings.template_share if template_share is None else template_share
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"--template-share must be between 0 and 1 (got {share:g})")
+    shares = {LLM_SOURCE: round(1.0 - share, 6), TEMPLATE_SOURCE: share}
+    return {source: value for source, value in shares.items() if value > 0}
 
 
 def _role_settings(

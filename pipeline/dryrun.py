@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import polars as pl
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -21,7 +22,7 @@ from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.judges import Item
 from pipeline.judges.llm import LLMJudge
 from pipeline.llm import CallStats, request_tokens
-from pipeline.plan import plan_round, quotas
+from pipeline.plan import LLM_SOURCE, plan_round, quotas, source_quotas
 from pipeline.prices import format_cost
 from pipeline.responders import LLMResponder
 from pipeline.stages import generate
@@ -75,12 +76,15 @@ def dry_run(options: RunOptions) -> DryRun:
     run_dir = RunDir(options.out)
     tasks = read_plan(run_dir, 1)
     if tasks is None:
-        tasks = plan_round(prepared.taxonomy, 1, options.seed, dict(quota_by_category), {}, {})
+        shortfall = source_quotas(quota_by_category, prepared.sources)
+        tasks = plan_round(prepared.taxonomy, 1, options.seed, shortfall, {}, {})
     cached = _cached_keys(run_dir)
     generator = RoleEstimate(generator_backend.name, generator_backend.model)
-    if prepared.template_queries is not None:
-        tasks = tasks.clear()  # the template generator answers the plan without any call
-    for task in tasks.iter_rows(named=True):
+    # the template generator answers its share of the plan without any call
+    llm_tasks = tasks.filter(pl.col("source") == LLM_SOURCE) if "source" in tasks.columns else tasks
+    if LLM_SOURCE not in prepared.sources:
+        llm_tasks = tasks.clear()
+    for task in llm_tasks.iter_rows(named=True):
         request, _, _ = generate.build_request(
             task,
             prepared.taxonomy,

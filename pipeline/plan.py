@@ -4,6 +4,10 @@
 unsafe ones the rest (or all share by weight when `safe_share` is null); within a share, categories
 split by weight with the largest-remainder method so the quotas sum to exactly `--n`. Each round
 asks for the shortfall times `oversample`, divided by the yield per call seen so far.
+
+A run may mix generators (`settings.template_share`): each category's quota is split between the
+sources by share, and each source is planned against its own part with its own yield, so a
+cheap, high-yield source never crowds out the other.
 """
 
 from __future__ import annotations
@@ -15,8 +19,14 @@ import polars as pl
 
 from pipeline.taxonomy import Category, Taxonomy
 
-#: accepted items per call assumed before a category has any history, as a share of items_per_call
-PRIOR_YIELD_SHARE = 0.3
+#: the generation sources a plan row can name: the configured LLM generator, or the lexicon
+#: templates (`pipeline.template_queries`)
+LLM_SOURCE = "llm"
+TEMPLATE_SOURCE = "template"
+#: accepted items per call assumed before a category and source have any history, as a share of
+#: items_per_call: a small LLM's lists lose many items to screen, dedup and judge; template
+#: queries lose few (measured on `--backend template` runs, see benchmarks/RESULTS.md)
+PRIOR_YIELD_SHARE = {LLM_SOURCE: 0.3, TEMPLATE_SOURCE: 0.75}
 #: never plan as if a call yields less than this, so a category with zero yield stays bounded
 MIN_YIELD_PER_CALL = 0.25
 
@@ -28,7 +38,11 @@ TASK_SCHEMA = {
     "call_index": pl.Int32,
     "seed": pl.Int64,
     "n_new": pl.Int32,
+    "source": pl.String,
 }
+
+#: a (category id, source) pair: the unit a round is planned for
+Part = tuple[str, str]
 
 
 def derive_seed(*parts: object) -> int:
@@ -60,41 +74,61 @@ def _split(total: int, categories: list[Category]) -> dict[str, int]:
     return {c.id: floors[c.id] for c in categories}
 
 
+def source_quotas(quota_by_category: dict[str, int], shares: dict[str, float]) -> dict[Part, int]:
+    """Each category's quota split between the sources by share (largest remainder, so the
+    parts sum to the category's quota; ties go to the first source listed)."""
+    result: dict[Part, int] = {}
+    for category, quota in quota_by_category.items():
+        exact = {source: quota * share for source, share in shares.items()}
+        floors = {source: math.floor(value) for source, value in exact.items()}
+        left = quota - sum(floors.values())
+        for source in sorted(exact, key=lambda key: -(exact[key] - floors[key]))[:left]:
+            floors[source] += 1
+        result.update({(category, source): count for source, count in floors.items()})
+    return result
+
+
 def plan_round(
     taxonomy: Taxonomy,
     round_index: int,
     run_seed: int,
-    shortfall_by_category: dict[str, int],
-    calls_by_category: dict[str, int],
-    accepted_by_category: dict[str, int],
+    shortfall: dict[Part, int],
+    calls_before_by_part: dict[Part, int],
+    accepted_by_part: dict[Part, int],
 ) -> pl.DataFrame:
     """One row per generation call of this round, numbered after the calls of earlier rounds so
-    no seed is ever reused."""
+    no seed is ever reused. Keys are (category, source); LLM calls keep the plain
+    `<category>/<n>` task ids and seeds, template calls get their own (`<category>/t<n>`)."""
     settings = taxonomy.settings
     rows = []
     for category in taxonomy.categories:
-        shortfall = shortfall_by_category.get(category.id, 0)
-        if shortfall <= 0:
-            continue
-        calls_before = calls_by_category.get(category.id, 0)
-        if calls_before:
-            per_call = accepted_by_category.get(category.id, 0) / calls_before
-        else:
-            per_call = settings.items_per_call * PRIOR_YIELD_SHARE
-        per_call = max(per_call, MIN_YIELD_PER_CALL)
-        n_calls = math.ceil(shortfall * settings.oversample / per_call)
-        n_calls = min(n_calls, settings.max_calls_per_round)
-        for offset in range(n_calls):
-            call_index = calls_before + offset
-            rows.append(
-                {
-                    "task_id": f"{category.id}/{call_index:05d}",
-                    "round": round_index,
-                    "category": category.id,
-                    "label": category.label,
-                    "call_index": call_index,
-                    "seed": derive_seed(run_seed, "generate", category.id, call_index),
-                    "n_new": settings.items_per_call,
-                }
-            )
+        for source in (LLM_SOURCE, TEMPLATE_SOURCE):
+            missing = shortfall.get((category.id, source), 0)
+            if missing <= 0:
+                continue
+            calls_before = calls_before_by_part.get((category.id, source), 0)
+            if calls_before:
+                per_call = accepted_by_part.get((category.id, source), 0) / calls_before
+            else:
+                per_call = settings.items_per_call * PRIOR_YIELD_SHARE[source]
+            per_call = max(per_call, MIN_YIELD_PER_CALL)
+            n_calls = math.ceil(missing * settings.oversample / per_call)
+            n_calls = min(n_calls, settings.max_calls_per_round)
+            marker = "" if source == LLM_SOURCE else "t"
+            for offset in range(n_calls):
+                call_index = calls_before + offset
+                rows.append(
+                    {
+                        "task_id": f"{category.id}/{marker}{call_index:05d}",
+                        "round": round_index,
+                        "category": category.id,
+                        "label": category.label,
+                        "call_index": call_index,
+                        "seed": derive_seed(run_seed, "generate", category.id, call_index)
+                        if source == LLM_SOURCE
+                        else derive_seed(run_seed, source, category.id, call_index),
+                        "n_new": settings.items_per_call,
+                        "source": source,
+                    }
+                )
     return pl.DataFrame(rows, schema=TASK_SCHEMA)

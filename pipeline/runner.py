@@ -31,7 +31,7 @@ from pipeline.events import EventLog
 from pipeline.llm import CallStats, LLMClient, counting_calls
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest, snapshot_hash
-from pipeline.plan import plan_round, quotas
+from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE, Part, plan_round, quotas, source_quotas
 from pipeline.progress import cost_label, make_progress
 from pipeline.roles import Clients, JudgeParts, VectorCaches, make_responder
 from pipeline.splits import SPLITS
@@ -41,7 +41,7 @@ from pipeline.stages import judge as judge_stage
 from pipeline.stages import respond as respond_stage
 from pipeline.stages.respond import Responder
 from pipeline.store import FINAL_DIR, FINAL_ROUND, ROUND_PATTERN, RunDir, write_parquet_atomic
-from pipeline.tally import PLAN_FILE, kept_rows, read_plan, tally
+from pipeline.tally import PLAN_FILE, Tally, kept_rows, read_plan, tally
 from pipeline.taxonomy import CONNECTION_FIELDS, BackendSettings, Taxonomy
 
 #: rows per checkpoint part for the stages after generate
@@ -151,7 +151,9 @@ def _run_rounds(
 ) -> RunSummary:
     taxonomy = prepared.taxonomy
     quota_by_category = quotas(taxonomy, options.n)
+    quota_by_part = source_quotas(quota_by_category, prepared.sources)
     manifest.data["quota_by_category"] = quota_by_category
+    manifest.data["sources"] = prepared.sources
     manifest.data["status"] = "running"
     manifest.save()
     llm.events.write("run_started", out=str(options.out), n=options.n, generator=llm.generator_name)
@@ -159,21 +161,24 @@ def _run_rounds(
     with make_progress(console) as progress:
         for round_index in range(1, taxonomy.settings.max_rounds + 1):
             done = tally(run_dir, list(range(1, round_index)))
-            shortfall = {
-                category: quota - done.accepted_by_category[category]
+            short = {
+                category
                 for category, quota in quota_by_category.items()
+                if quota > done.accepted_by_category[category]
             }
-            if all(value <= 0 for value in shortfall.values()):
+            if not short:
                 break
+            shortfall = {
+                part: quota - done.accepted_by_part[part]
+                for part, quota in quota_by_part.items()
+                if part[0] in short
+            }
             tasks = _load_or_plan(run_dir, taxonomy, round_index, options.seed, shortfall, done)
             summary.rounds = round_index
             ctx = generate.GenerateContext(
                 taxonomy=taxonomy, prompts=prepared.prompts, llm=llm, sampling=prepared.generator
             )
-            if prepared.template_queries is not None:
-                _run_templates(run_dir, manifest, round_index, tasks, prepared, progress)
-            else:
-                _run_generate(run_dir, manifest, round_index, tasks, ctx, progress)
+            _run_generation(run_dir, manifest, round_index, tasks, prepared, ctx, progress)
             _run_row_stage(
                 run_dir,
                 manifest,
@@ -275,6 +280,7 @@ def _build_corpus(
         {c.id: c.label for c in taxonomy.categories},
         taxonomy.settings.safe_share,
         {o.category: o.reason for o in summary.outcomes if o.reason},
+        prepared.sources,
     )
     write_parquet_atomic(run_dir.part_path(FINAL_ROUND, balance.NAME, 0), balanced)
     record = manifest.stage(FINAL_ROUND, balance.NAME)
@@ -358,8 +364,8 @@ def _load_or_plan(
     taxonomy: Taxonomy,
     round_index: int,
     seed: int,
-    shortfall: dict[str, int],
-    done: Any,
+    shortfall: dict[Part, int],
+    done: Tally,
 ) -> pl.DataFrame:
     """A round's plan is written once and reused on resume, so its calls never change."""
     existing = read_plan(run_dir, round_index)
@@ -370,11 +376,45 @@ def _load_or_plan(
         round_index,
         seed,
         shortfall,
-        dict(done.calls_by_category),
-        dict(done.accepted_by_category),
+        dict(done.calls_by_part),
+        dict(done.accepted_by_part),
     )
     write_parquet_atomic(run_dir.round_dir(round_index) / PLAN_FILE, tasks)
     return tasks
+
+
+def _run_generation(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    tasks: pl.DataFrame,
+    prepared: Prepared,
+    ctx: generate.GenerateContext,
+    progress: Progress,
+) -> None:
+    """A round's generate stage: the LLM's planned calls in the first parts, the template
+    generator's after them, so a mixed round checkpoints both sources in one stage."""
+    sources = tasks["source"] if "source" in tasks.columns else None
+    llm_tasks = tasks if sources is None else tasks.filter(sources == LLM_SOURCE)
+    template_tasks = tasks.clear() if sources is None else tasks.filter(sources == TEMPLATE_SOURCE)
+    llm_parts = math.ceil(llm_tasks.height / ctx.taxonomy.settings.calls_per_batch)
+    template_parts = math.ceil(template_tasks.height / TEMPLATE_TASKS_PER_BATCH)
+    record = manifest.stage(round_index, generate.NAME)
+    record.update(
+        status="running", parts_total=max(1, llm_parts + template_parts), rows_in=tasks.height
+    )
+    manifest.save()
+    if llm_tasks.height:
+        _run_generate(run_dir, manifest, round_index, llm_tasks, ctx, progress, record)
+    if template_tasks.height or not llm_tasks.height:
+        _run_templates(
+            run_dir, manifest, round_index, template_tasks, prepared, progress, record, llm_parts
+        )
+    _finish_stage(run_dir, manifest, round_index, generate.NAME, record)
+
+
+def _parts_done(run_dir: RunDir, round_index: int, stage: str) -> int:
+    return len(list(run_dir.stage_dir(round_index, stage).glob("part-*.parquet")))
 
 
 def _run_templates(
@@ -384,8 +424,11 @@ def _run_templates(
     tasks: pl.DataFrame,
     prepared: Prepared,
     progress: Progress,
+    record: dict[str, Any],
+    first_part: int,
 ) -> None:
-    """Generation by the template generator: no calls, so parts are as large as the row stages'."""
+    """Generation by the template generator: no calls, so parts are as large as the row stages'.
+    Its parts are numbered from `first_part`, after the LLM's."""
     queries = prepared.template_queries
     assert queries is not None
     fingerprint = prepared.prompts.fingerprint()
@@ -394,19 +437,17 @@ def _run_templates(
         for c in prepared.taxonomy.categories
     }
     bar = progress.add_task(
-        f"round {round_index} {generate.NAME}", total=tasks.height, unit="calls"
+        f"round {round_index} {generate.NAME} (templates)", total=tasks.height, unit="calls"
     )
-    _run_batches(
-        run_dir,
-        manifest,
-        round_index,
-        generate.NAME,
-        tasks,
-        TEMPLATE_TASKS_PER_BATCH,
-        lambda batch: generate.from_templates(batch, queries, prompt_ids),
-        progress,
-        bar,
-    )
+    n_parts = max(1, math.ceil(tasks.height / TEMPLATE_TASKS_PER_BATCH))
+    for index in range(n_parts):
+        path = run_dir.part_path(round_index, generate.NAME, first_part + index)
+        batch = tasks.slice(index * TEMPLATE_TASKS_PER_BATCH, TEMPLATE_TASKS_PER_BATCH)
+        if not path.exists():
+            write_parquet_atomic(path, generate.from_templates(batch, queries, prompt_ids))
+            record["parts_done"] = _parts_done(run_dir, round_index, generate.NAME)
+            manifest.save()
+        progress.advance(bar, batch.height)
 
 
 def _run_generate(
@@ -416,6 +457,7 @@ def _run_generate(
     tasks: pl.DataFrame,
     ctx: generate.GenerateContext,
     progress: Progress,
+    record: dict[str, Any],
 ) -> None:
     """Generation calls, checkpointed in parts of `calls_per_batch` calls.
 
@@ -433,9 +475,6 @@ def _run_generate(
         tokens=0,
         cost=None,
     )
-    record = manifest.stage(round_index, generate.NAME)
-    record.update(status="running", parts_total=n_parts, rows_in=tasks.height)
-    manifest.save()
     counted = {key: record.get(key, 0) for key in ctx.stats.as_dict()}
     at_start = ctx.stats.as_dict()
 
@@ -473,7 +512,7 @@ def _run_generate(
                 rows = generate.rows(batches[index], built[index], responses, ctx)
                 write_parquet_atomic(run_dir.part_path(round_index, generate.NAME, index), rows)
                 note_calls()
-                record["parts_done"] = index + 1
+                record["parts_done"] = _parts_done(run_dir, round_index, generate.NAME)
                 manifest.save()
         finally:
             # on an error or Ctrl-C, calls not yet answered must not go on in the background
@@ -483,7 +522,6 @@ def _run_generate(
     if missing:
         ctx.llm.run_async(stream())
     note_calls()
-    _finish_stage(run_dir, manifest, round_index, generate.NAME, record)
     progress.update(bar, completed=tasks.height)
 
 

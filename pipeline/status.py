@@ -15,7 +15,7 @@ from pipeline.errors import UserError
 from pipeline.manifest import Manifest, stage_key
 from pipeline.prices import format_cost
 from pipeline.store import FINAL_ROUND, RunDir
-from pipeline.tally import FINAL_STAGES, STAGES, read_plan, tally
+from pipeline.tally import FINAL_STAGES, STAGES, Tally, read_plan, tally
 
 
 def _when(timestamp: float | None) -> str:
@@ -144,9 +144,21 @@ def render_status(root: Path) -> Group:
         )
     total_accepted = sum(min(done.accepted_by_category[c], q) for c, q in quota_by_category.items())
     footer = Text(f"accepted {total_accepted} of {sum(quota_by_category.values())}")
-    return Group(
-        header, stages, categories, footer, _corpus(root, data), _spend(data.get("stages", {}))
-    )
+    parts = [header, stages, categories, footer]
+    if len(data.get("sources", {})) > 1:
+        parts.append(_sources(data["sources"], done))
+    return Group(*parts, _corpus(root, data), _spend(data.get("stages", {})))
+
+
+def _sources(shares: dict[str, float], done: Tally) -> Text:
+    """A mixed run's yield per generation source: calls planned and items accepted."""
+    found = []
+    for source, share in shares.items():
+        calls = sum(n for (_, s), n in done.calls_by_part.items() if s == source)
+        accepted = sum(n for (_, s), n in done.accepted_by_part.items() if s == source)
+        per_call = f"{accepted / calls:.2f} per call" if calls else "no calls yet"
+        found.append(f"{source} ({share:.0%}): {calls} calls, {accepted} accepted ({per_call})")
+    return Text("sources: " + "; ".join(found))
 
 
 def _corpus(root: Path, data: dict) -> Text:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipeline.plan import LLM_SOURCE
 from pipeline.store import RunDir
 
 PLAN_FILE = "plan.parquet"
@@ -18,10 +19,13 @@ FINAL_STAGES = ("balance", "respond")
 
 @dataclass
 class Tally:
-    """Per-category counts over a set of finished rounds."""
+    """Per-category counts over a set of finished rounds, also split by generation source."""
 
     calls_by_category: Counter[str] = field(default_factory=Counter)
     accepted_by_category: Counter[str] = field(default_factory=Counter)
+    #: the same counts keyed by (category, source), for planning a mixed run
+    calls_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
+    accepted_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
     accepted_ids: set[str] = field(default_factory=set)
 
 
@@ -45,12 +49,18 @@ def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
     for round_index in sorted(rounds):
         plan = read_plan(run_dir, round_index)
         if plan is not None:
-            result.calls_by_category.update(plan["category"].to_list())
+            sources = plan["source"] if "source" in plan.columns else [LLM_SOURCE] * plan.height
+            for category, source in zip(plan["category"], sources, strict=True):
+                result.calls_by_category[category] += 1
+                result.calls_by_part[(category, source)] += 1
         kept = kept_rows(run_dir, round_index)
         if kept is None:
             continue
-        for row_id, category in kept.select("id", "category").iter_rows():
+        if "source" not in kept.columns:
+            kept = kept.with_columns(pl.lit(LLM_SOURCE).alias("source"))
+        for row_id, category, source in kept.select("id", "category", "source").iter_rows():
             if row_id not in result.accepted_ids:
                 result.accepted_ids.add(row_id)
                 result.accepted_by_category[category] += 1
+                result.accepted_by_part[(category, source)] += 1
     return result

@@ -136,6 +136,9 @@ class Settings(StrictModel):
     exemplars_per_prompt: int = Field(6, ge=1, le=50)
     calls_per_batch: int = Field(4, ge=1, le=1000)
     max_calls_per_round: int = Field(500, ge=1)
+    #: share of each category's quota given to the template generator (lexicons x sentence
+    #: templates, no model); the rest goes to `generator`. 0: LLM only; `--backend template`: all
+    template_share: float = Field(0.0, ge=0.0, le=1.0)
     generator: GeneratorSettings = GeneratorSettings()
     judge: JudgeSettings = JudgeSettings()
     responder: ResponderSettings = ResponderSettings()

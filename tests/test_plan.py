@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from pipeline.plan import derive_seed, plan_round, quotas
+from pipeline.plan import (
+    LLM_SOURCE,
+    TEMPLATE_SOURCE,
+    derive_seed,
+    plan_round,
+    quotas,
+    source_quotas,
+)
 from pipeline.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +48,34 @@ def test_without_safe_share_all_categories_split_by_weight() -> None:
 
 def test_later_rounds_continue_the_call_numbering_and_use_observed_yield() -> None:
     taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
-    first = plan_round(taxonomy, 1, 0, {"crime_advice": 10}, {}, {})
+    part = ("crime_advice", LLM_SOURCE)
+    first = plan_round(taxonomy, 1, 0, {part: 10}, {}, {})
     assert first["call_index"].to_list() == list(range(first.height))
-    later = plan_round(
-        taxonomy, 2, 0, {"crime_advice": 10}, {"crime_advice": first.height}, {"crime_advice": 5}
-    )
+    later = plan_round(taxonomy, 2, 0, {part: 10}, {part: first.height}, {part: 5})
     assert later["call_index"].min() == first.height
     assert set(later["seed"]).isdisjoint(set(first["seed"]))
     # a poorer observed yield than the prior asks for more calls for the same shortfall
     assert later.height > first.height
+
+
+def test_a_mix_splits_each_quota_by_share_and_plans_each_source_on_its_own_yield() -> None:
+    taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
+    shares = {LLM_SOURCE: 0.7, TEMPLATE_SOURCE: 0.3}
+    split = source_quotas({"crime_advice": 35, "everyday": 11}, shares)
+    assert split == {
+        ("crime_advice", LLM_SOURCE): 25,  # 24.5 and 10.5: the tie goes to the first source
+        ("crime_advice", TEMPLATE_SOURCE): 10,
+        ("everyday", LLM_SOURCE): 8,  # 7.7 and 3.3
+        ("everyday", TEMPLATE_SOURCE): 3,
+    }
+    tasks = plan_round(taxonomy, 1, 0, split, {}, {})
+    by_source = dict(tasks.group_by("source").len().iter_rows())
+    # the template source's prior yield is higher, so a third of the items takes far fewer calls
+    assert 0 < by_source[TEMPLATE_SOURCE] < by_source[LLM_SOURCE] / 3
+    assert tasks["task_id"].n_unique() == tasks.height
+    assert tasks["seed"].n_unique() == tasks.height, "no seed is shared between the sources"
+    template_ids = tasks.filter(pl.col("source") == TEMPLATE_SOURCE)["task_id"]
+    assert template_ids.str.contains("/t").all()
 
 
 def test_seeds_are_stable_and_depend_on_every_part() -> None:

@@ -74,3 +74,38 @@ def test_template_backend_runs_the_pipeline_without_a_model(tmp_path: Path, cli:
     assert sum(record.get("calls", 0) for record in manifest["stages"].values()) == 0
     items = pl.read_parquet(out / "corpus" / "items.parquet")
     assert items.height > 0 and set(items["generator"]) == {"template:lexicon"}
+
+
+def test_a_mixed_run_records_each_rows_source_and_keeps_the_shares(
+    tmp_path: Path, cli: Any
+) -> None:
+    """Half LLM (the bundled local model), half templates: both write rows in one run, each row
+    says which, the corpus holds both, and a rerun makes no model call."""
+    taxonomy = write_taxonomy(tmp_path, settings={"items_per_call": 4, "max_rounds": 4})
+    out = tmp_path / "out"
+    args = ("run", "--taxonomy", taxonomy, "--n", "8", "--out", out, "--template-share", "0.5")
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    plan = pl.read_parquet(out / "round-001" / "plan.parquet")
+    assert set(plan["source"]) == {"llm", "template"}
+    rows = pl.read_parquet(out / "round-*" / "generate" / "*.parquet")
+    by_source = dict(rows.group_by("source").agg(pl.col("generator").first()).iter_rows())
+    assert by_source["template"] == "template:lexicon"
+    assert by_source["llm"].startswith("local:")
+    items = pl.read_parquet(out / "corpus" / "items.parquet")
+    template_items = items.filter(pl.col("generator") == "template:lexicon").height
+    # two categories, each quota split 50/50; an LLM shortfall may be made up from templates
+    assert items.height - template_items > 0
+    assert template_items >= items.height // 2 - 1
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["sources"] == {"llm": 0.5, "template": 0.5}
+    rerun = cli(*args)
+    assert rerun.exit_code == 0, rerun.output
+    assert "0 model calls" in rerun.output
+
+
+def test_template_share_out_of_range_is_one_line(tmp_path: Path, cli: Any) -> None:
+    taxonomy = write_taxonomy(tmp_path)
+    result = cli("run", "--taxonomy", taxonomy, "--n", "8", "--template-share", "1.5")
+    assert result.exit_code == 2
+    assert "--template-share must be between 0 and 1 (got 1.5)" in result.stderr

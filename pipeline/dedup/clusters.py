@@ -1,10 +1,10 @@
 """From matched pairs to decisions: keep-first duplicates and connected-component clusters.
 
 Keep-first guards against chaining: a row is a duplicate only of an earlier *keeper* it matches
-directly (A~B and B~C never make C a duplicate of A through B). Clusters are the connected
-components of all matches. An exact copy shares its original's fate: when the original is
-itself a duplicate of a keeper, so is the copy (it matches that keeper just as closely), and splits that keep a cluster together keep every near-duplicate
-together.
+directly (A~B and B~C never make C a duplicate of A through B). An exact copy shares its
+original's fate: when the original is itself a duplicate of a keeper, so is the copy (it matches
+that keeper just as closely). Clusters are the connected components of all matches, so splits
+that keep a cluster together keep every near-duplicate together.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Within a category, keepers are chosen for quality and spread: items are grouped 
 generation call that produced them (items of one call are alike), each group ordered by judge
 score, and groups are taken round-robin (best group first), so no single call fills a quota.
 When a category falls short, the other label's categories are trimmed so the safe share stays as
-configured (`settings.safe_share`). Every accepted row is kept in the output; the ones left out
+configured (`settings.safe_share`). In a run that mixes generators, each category's selection is
+split between the sources by their shares first (`settings.template_share`), and a source that
+fell short is made up from the other. Every accepted row is kept in the output; the ones left out
 get `rejected_by = "balance"` and the reason (`over_quota`, `safe_share`).
 """
 
@@ -14,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 import polars as pl
+
+from pipeline.plan import source_quotas
 
 NAME = "balance"
 
@@ -54,8 +58,10 @@ def run(
     labels: dict[str, str],
     safe_share: float | None,
     reasons: dict[str, str],
+    shares: dict[str, float] | None = None,
 ) -> tuple[pl.DataFrame, list[Shortfall]]:
-    """`reasons` says why a category may be short (from the runner: rounds and yield)."""
+    """`reasons` says why a category may be short (from the runner: rounds and yield);
+    `shares` is each generation source's share of a category (None or one source: no split)."""
     take: dict[str, int] = {}
     for category, quota in quota_by_category.items():
         available = accepted.filter(pl.col("category") == category).height
@@ -66,10 +72,11 @@ def run(
     for category in quota_by_category:
         ordered = spread_order(accepted.filter(pl.col("category") == category))
         count = trimmed[category]
-        chosen.append(ordered.head(count))
+        picked, rest = _pick(ordered, count, shares)
+        chosen.append(picked)
         reason = "safe_share" if count < take[category] else "over_quota"
         left.append(
-            ordered.slice(count).with_columns(
+            rest.with_columns(
                 pl.lit(NAME).alias("rejected_by"), pl.lit(reason).alias("reject_reason")
             )
         )
@@ -85,6 +92,27 @@ def run(
     frames = [frame for frame in chosen + left if frame.height]
     output = pl.concat(frames, how="diagonal_relaxed") if frames else accepted.clear()
     return output, shortfalls
+
+
+def _pick(
+    ordered: pl.DataFrame, count: int, shares: dict[str, float] | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first `count` rows in spread order, each source held to its share of `count` when
+    it has enough rows; (picked, left out), both still in spread order."""
+    if not shares or len(shares) < 2 or "source" not in ordered.columns:
+        return ordered.head(count), ordered.slice(count)
+    ordered = ordered.with_row_index("_order")
+    targets = source_quotas({"": count}, shares)
+    first = pl.concat(
+        [
+            ordered.filter(pl.col("source") == source).head(target)
+            for (_, source), target in targets.items()
+        ]
+    )
+    rest = ordered.filter(~pl.col("_order").is_in(first["_order"].implode()))
+    fill = count - first.height  # a source short of its share, made up from the others
+    picked = pl.concat([first, rest.head(fill)]).sort("_order").drop("_order")
+    return picked, rest.slice(fill).drop("_order")
 
 
 def _keep_safe_share(

@@ -1,8 +1,9 @@
 """Generate: render each category's prompt and parse the numbered list the model continues.
 
 Input: one row per planned call (see `pipeline.plan`). Output: one row per parsed query with the
-row schema's first columns (id, category, label, text, round, generator, prompt_id, seed) plus
-where it came from (task_id, call_key, sample_index, finish_reason).
+row schema's first columns (id, category, label, text, round, generator, source (`llm` or
+`template`), prompt_id, seed) plus where it came from (task_id, call_key, sample_index,
+finish_reason).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 
 from pipeline.backends.base import Request, Response
 from pipeline.llm import CallStats, LLMClient
+from pipeline.plan import LLM_SOURCE
 from pipeline.prompts import PromptLibrary, generation_variables
 from pipeline.taxonomy import GeneratorSettings, Taxonomy
 from pipeline.template_queries import TemplateGenerator
@@ -30,6 +32,7 @@ ROW_SCHEMA = {
     "text": pl.String,
     "round": pl.Int32,
     "generator": pl.String,
+    "source": pl.String,
     "prompt_id": pl.String,
     "seed": pl.Int64,
     "task_id": pl.String,
@@ -194,6 +197,7 @@ def _row(
         "text": text,
         "round": task["round"],
         "generator": generator,
+        "source": task.get("source") or LLM_SOURCE,
         "prompt_id": prompt_id,
         "seed": task["seed"],
         "task_id": task["task_id"],
