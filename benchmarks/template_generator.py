@@ -4,25 +4,34 @@ Prints queries per second (drawing through `TemplateGenerator.queries`, Kiwi con
 included), the number of distinct combinations each category's lexicon can produce and how many
 distinct queries a large draw actually reaches after the pipeline's exact-dedup key, and a grammar
 check: sampled queries run through Kiwi's analyser, counting unknown morphemes (tag UN) and loose
-jamo; with --show, the first 50 samples are printed for reading by hand.
+jamo; with --show, the first 50 samples are printed for reading by hand. With --dedup N, N
+queries per category also go through the pipeline's whole dedup stage (exact, fuzzy, e5
+embedding, with the taxonomy's thresholds and exemplars) and the keepers are counted: the
+distinct queries a category can really contribute to a corpus.
 
-    python benchmarks/template_generator.py [--samples 200] [--draw 3000] [--show]
+    python benchmarks/template_generator.py [--samples 200] [--draw 3000] [--show] [--dedup 1500]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import polars as pl  # noqa: E402
+
 from pipeline.dedup.keys import dedup_key  # noqa: E402
+from pipeline.embed import VectorCache, make_embedder  # noqa: E402
 from pipeline.korean import kiwi  # noqa: E402
-from pipeline.taxonomy import load_taxonomy  # noqa: E402
+from pipeline.stages import dedup  # noqa: E402
+from pipeline.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
 from pipeline.template_queries import TemplateGenerator  # noqa: E402
+from pipeline.text import row_id  # noqa: E402
 
 
 def main() -> None:
@@ -30,6 +39,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--draw", type=int, default=3000, help="queries drawn per category")
     parser.add_argument("--show", action="store_true")
+    parser.add_argument("--dedup", type=int, default=0, help="queries per category to dedup")
     args = parser.parse_args()
     taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
     generator = TemplateGenerator(taxonomy, ROOT / "prompts")
@@ -61,6 +71,31 @@ def main() -> None:
     if args.show:
         for text in samples[:50]:
             print(" ", text)
+    if args.dedup:
+        _dedup_survivors(taxonomy, generator, args.dedup)
+
+
+def _dedup_survivors(taxonomy: Taxonomy, generator: TemplateGenerator, count: int) -> None:
+    """Keepers of the real dedup stage among `count` fresh queries per category."""
+    with tempfile.TemporaryDirectory() as scratch:
+        vectors = VectorCache(Path(scratch), make_embedder(taxonomy.dedup.embedder))
+        reference = dedup.exemplar_reference(taxonomy)
+        print(f"{'category':<26} {'kept':>6}  (of {count} drawn, after exact+fuzzy+embedding)")
+        for category in taxonomy.category_ids:
+            texts = generator.queries(category, seed=7, count=count)
+            rows = pl.DataFrame(
+                {
+                    "id": [row_id(category, text) for text in texts],
+                    "category": [category] * len(texts),
+                    "text": texts,
+                    "rejected_by": [None] * len(texts),
+                    "reject_reason": [None] * len(texts),
+                },
+                schema_overrides={"rejected_by": pl.String, "reject_reason": pl.String},
+            )
+            kept = dedup.run(rows, taxonomy.dedup, reference, vectors)
+            print(f"{category:<26} {kept['rejected_by'].is_null().sum():>6}")
+        vectors.close()
 
 
 if __name__ == "__main__":

@@ -98,9 +98,12 @@ class TemplateGenerator:
                     )
                 if particle:
                     attach("가", particle)  # an unknown particle fails here, by name
-        for pattern_set in templates.sets:
+        for index, pattern_set in enumerate(templates.sets):
             for act in pattern_set.acts:
-                conjugate(act, "request", "polite")  # not a dictionary-form verb fails here
+                try:
+                    conjugate(act, "request", "polite")  # not a dictionary-form verb fails here
+                except UserError as error:
+                    raise UserError(f"{path}: sets[{index}].acts: {error}") from None
 
     def query(self, category: str, seed: int) -> str:
         """One query, fully determined by `seed`."""
