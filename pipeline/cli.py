@@ -142,6 +142,13 @@ def run(
         str | None, typer.Option(help="Backend of the LLM responder (default: the generator's).")
     ] = None,
     responder_model: Annotated[str | None, typer.Option(help="Model of the LLM responder.")] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop before any call that could take the run's estimated spend past this many "
+            "US dollars (prices: in the taxonomy); rerun with a higher cap to continue."
+        ),
+    ] = None,
     template_share: Annotated[
         float | None,
         typer.Option(
@@ -201,6 +208,7 @@ def run(
         responder=responder,
         responder_backend=responder_backend,
         responder_model=responder_model,
+        max_cost=max_cost,
         template_share=template_share,
         fuzzy_threshold=fuzzy_threshold,
         embedding_threshold=embedding_threshold,

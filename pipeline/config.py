@@ -56,6 +56,8 @@ class RunOptions:
     responder: str | None = None
     responder_backend: str | None = None
     responder_model: str | None = None
+    #: --max-cost: overrides settings.max_cost_usd
+    max_cost: float | None = None
     #: --template-share: overrides settings.template_share
     template_share: float | None = None
     fuzzy_threshold: float | None = None
@@ -79,6 +81,8 @@ class Prepared:
     instructions: dict[str, InstructionPool]
     #: the template generator, when it has a share (its lexicons are checked up front)
     template_queries: TemplateGenerator | None = None
+    #: the spending cap in US dollars (--max-cost or settings.max_cost_usd), None: no cap
+    max_cost_usd: float | None = None
     #: share of each category's quota per generation source (`pipeline.plan`), shares > 0 only
     sources: dict[str, float] = field(default_factory=lambda: {LLM_SOURCE: 1.0})
 
@@ -157,6 +161,8 @@ def prepare(options: RunOptions) -> Prepared:
     templates = TemplateResponder(taxonomy, prompts.root, options.seed)
     instructions = load_instructions(prompts.root)
     sources = _sources(generator, taxonomy, options.template_share)
+    if options.max_cost is not None and options.max_cost <= 0:
+        raise UserError(f"--max-cost must be more than 0 dollars (got {options.max_cost:g})")
     template_queries = (
         TemplateGenerator(taxonomy, prompts.root) if TEMPLATE_SOURCE in sources else None
     )
@@ -175,6 +181,7 @@ def prepare(options: RunOptions) -> Prepared:
             exclude={
                 "prices": True,
                 "settings": {
+                    "max_cost_usd": True,
                     "generator": CONNECTION_FIELDS,
                     "judge": CONNECTION_FIELDS,
                     "responder": CONNECTION_FIELDS,
@@ -195,7 +202,10 @@ def prepare(options: RunOptions) -> Prepared:
         templates,
         instructions,
         template_queries,
-        sources,
+        max_cost_usd=(
+            options.max_cost if options.max_cost is not None else taxonomy.settings.max_cost_usd
+        ),
+        sources=sources,
     )
 
 

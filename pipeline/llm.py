@@ -8,7 +8,9 @@ returned, and every call, cache hit, retry, token and estimated dollar is counte
 and the progress bars.
 
 One event loop lives as long as the client, so the in-flight limit and the rate limiters hold
-across batches instead of starting afresh (with a full burst) at each one.
+across batches instead of starting afresh (with a full burst) at each one. The in-flight limit
+adapts (halved on 429, regrown slowly), a circuit breaker stops a client whose calls mostly fail,
+and the run's budget is reserved before each call is sent (`pipeline.flow`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from pipeline.backends.base import (
     TransientBackendError,
 )
 from pipeline.callcache import CallCache, call_key
+from pipeline.errors import UserError
 from pipeline.events import EventLog
+from pipeline.flow import AdaptiveLimit, Budget, CircuitBreaker
 from pipeline.prices import PriceTable
 from pipeline.tokens import estimate_tokens
 
@@ -105,16 +109,27 @@ class LLMClient:
         cache: CallCache,
         events: EventLog,
         prices: PriceTable | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.backend = backend
         self.cache = cache
         self.events = events
         self.prices = prices or PriceTable([])
+        self.budget = budget or Budget(None)
         self._loop_runner: asyncio.Runner | None = None
-        self._in_flight: asyncio.Semaphore | None = None
+        self.limit = AdaptiveLimit(backend.max_in_flight, backend.min_in_flight)
+        self.breaker = CircuitBreaker(self.generator_name)
         self._requests_limit: AsyncLimiter | None = None
         self._tokens_limit: AsyncLimiter | None = None
         self.retries = 0  # transient failures retried so far by this client
+        if (
+            self.budget.cap_usd is not None
+            and self.prices.per_million(backend.name, backend.model) is None
+        ):
+            raise UserError(
+                f"--max-cost needs a price for {self.generator_name}: add its model under "
+                "prices: in taxonomy.yaml"
+            )
 
     @property
     def generator_name(self) -> str:
@@ -122,6 +137,13 @@ class LLMClient:
 
     def key(self, request: Request) -> str:
         return call_key(self.backend.name, self.backend.model, request)
+
+    def upper_cost(self, request: Request) -> float:
+        """The most a request can cost: estimated input plus its whole output allowance."""
+        cost = self.prices.cost(
+            self.backend.name, self.backend.model, request_tokens(request), request.max_tokens
+        )
+        return cost or 0.0
 
     def cost(self, response: Response) -> float | None:
         return self.prices.cost(
@@ -163,7 +185,14 @@ class LLMClient:
         stats: CallStats,
         on_done: Callable[[Response], None] | None = None,
     ) -> list[Response]:
-        return list(await asyncio.gather(*self.start(requests, stats, on_done)))
+        # every call settles before an error is raised, so none that was paid for is dropped
+        answers = await asyncio.gather(
+            *self.start(requests, stats, on_done), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return list(answers)  # type: ignore[arg-type]
 
     def start(
         self,
@@ -247,19 +276,52 @@ class LLMClient:
             before_sleep=lambda state: self._note_retry(state, stats),
             reraise=True,
         )
+        self.breaker.check()
+        estimate = self.upper_cost(request)
+        self.budget.reserve(estimate, self.generator_name)
+        actual = 0.0
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._throttle(request)
-                    async with self._semaphore():
-                        (response,) = await self.backend.generate([request])
+                    response = await self._attempt(request)
+                    actual = self.cost(response) or 0.0
                     return response
         except TransientBackendError as error:
             raise FatalBackendError(
                 f"{self.generator_name}: gave up after {attempts} attempts: {error}; finished "
                 "batches are saved, rerun the same command to resume"
             ) from None
+        finally:
+            self.budget.settle(estimate, actual)
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _attempt(self, request: Request) -> Response:
+        """One try under the limits, feeding the breaker and the adaptive in-flight limit."""
+        self.breaker.check()
+        await self._throttle(request)
+        await self.limit.acquire()
+        try:
+            self.breaker.check()  # it may have opened while this call waited its turn
+            (response,) = await self.backend.generate([request])
+        except TransientBackendError as error:
+            self.breaker.record(False, error)
+            if error.status == 429 and self.limit.rate_limited():
+                self._note_limit("rate_limited")
+            raise
+        except FatalBackendError as error:
+            self.breaker.trip(error)
+            raise
+        finally:
+            await self.limit.release()
+        self.breaker.record(True)
+        if self.limit.succeeded():
+            self._note_limit("recovered")
+        return response
+
+    def _note_limit(self, why: str) -> None:
+        self.events.write(
+            "llm_concurrency", generator=self.generator_name, limit=self.limit.limit, why=why
+        )
 
     def _note_retry(self, state: RetryCallState, stats: CallStats) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -273,11 +335,6 @@ class LLMClient:
             error=str(error),
             wait_s=round(wait, 2),
         )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        if self._in_flight is None:
-            self._in_flight = asyncio.Semaphore(max(1, self.backend.max_in_flight))
-        return self._in_flight
 
     async def _throttle(self, request: Request) -> None:
         """Wait for the optional requests- and tokens-per-minute budgets."""

@@ -73,7 +73,7 @@ class Clients:
             key = self.api_key if settings.backend == generator.backend else None
             base = self.generator_llm
             self._own[identity] = LLMClient(
-                make_backend(settings, key), base.cache, base.events, base.prices
+                make_backend(settings, key), base.cache, base.events, base.prices, base.budget
             )
         return self._own[identity]
 

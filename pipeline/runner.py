@@ -28,6 +28,7 @@ from pipeline.card import render_card
 from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.errors import UserError
 from pipeline.events import EventLog
+from pipeline.flow import Budget
 from pipeline.llm import CallStats, LLMClient, counting_calls
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest, snapshot_hash
@@ -108,7 +109,14 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
         events = EventLog(run_dir.events)
         cache = CallCache(run_dir.calls)
         vector_caches = VectorCaches(run_dir.root / "embeddings")
-        llm = LLMClient(backend, cache, events, prepared.prices)
+        # spend of earlier sessions of this run counts against the cap
+        spent_before = sum(
+            record.get("cost_usd", 0.0) for record in manifest.data.get("stages", {}).values()
+        )
+        manifest.data["max_cost_usd"] = prepared.max_cost_usd
+        llm = LLMClient(
+            backend, cache, events, prepared.prices, Budget(prepared.max_cost_usd, spent_before)
+        )
         clients = Clients(prepared, llm, options.api_key)
         try:
             judge_parts = JudgeParts(prepared, clients, vector_caches)
@@ -515,6 +523,10 @@ def _run_generate(
                 record["parts_done"] = _parts_done(run_dir, round_index, generate.NAME)
                 manifest.save()
         finally:
+            if ctx.llm.budget.exhausted:
+                # stopped by the budget: calls already sent are paid for, so they finish and are
+                # cached (the rest fail at once, unsent)
+                await asyncio.gather(*started, return_exceptions=True)
             # on an error or Ctrl-C, calls not yet answered must not go on in the background
             for answer in started:
                 asyncio.ensure_future(answer).cancel()

@@ -147,7 +147,8 @@ def render_status(root: Path) -> Group:
     parts = [header, stages, categories, footer]
     if len(data.get("sources", {})) > 1:
         parts.append(_sources(data["sources"], done))
-    return Group(*parts, _corpus(root, data), _spend(data.get("stages", {})))
+    spend = _spend(data.get("stages", {}), data.get("max_cost_usd"))
+    return Group(*parts, _corpus(root, data), spend)
 
 
 def _sources(shares: dict[str, float], done: Tally) -> Text:
@@ -179,8 +180,9 @@ def _corpus(root: Path, data: dict) -> Text:
     return Text("\n".join(lines), style="yellow" if corpus.get("short") else "green")
 
 
-def _spend(records: dict[str, dict]) -> Text:
-    """Calls, tokens and estimated cost over every round, with the cost split by stage."""
+def _spend(records: dict[str, dict], cap_usd: float | None = None) -> Text:
+    """Calls, tokens and estimated cost over every round, with the cost split by stage, and the
+    spending cap when the run has one."""
     totals: dict[str, float] = {}
     cost_by_stage: dict[str, float] = {}
     unpriced = 0
@@ -200,4 +202,5 @@ def _spend(records: dict[str, dict]) -> Text:
         f"{compact(int(totals.get('output_tokens', 0)))} out, "
         f"est. cost {format_cost(sum(cost_by_stage.values()), unpriced)}"
         + (f" ({split})" if split else "")
+        + (f", cap {format_cost(cap_usd)}" if cap_usd else "")
     )

@@ -51,6 +51,8 @@ class BackendSettings(StrictModel):
     #: chat messages (True) or a plain completion prompt (False); None: the backend's default
     chat: bool | None = None
     max_in_flight: int = Field(16, ge=1, le=4096)
+    #: on 429s the in-flight limit halves, down to this; successes regrow it to max_in_flight
+    min_in_flight: int = Field(1, ge=1, le=4096)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
     timeout_s: float = Field(120.0, gt=0)
@@ -62,6 +64,7 @@ CONNECTION_FIELDS = frozenset(
     {
         "base_url",
         "max_in_flight",
+        "min_in_flight",
         "requests_per_minute",
         "tokens_per_minute",
         "timeout_s",
@@ -139,6 +142,9 @@ class Settings(StrictModel):
     #: share of each category's quota given to the template generator (lexicons x sentence
     #: templates, no model); the rest goes to `generator`. 0: LLM only; `--backend template`: all
     template_share: float = Field(0.0, ge=0.0, le=1.0)
+    #: stop before any call that could take the run's estimated spend past this (US dollars);
+    #: never part of the resume check, so a run can go on with a higher cap
+    max_cost_usd: float | None = Field(None, gt=0)
     generator: GeneratorSettings = GeneratorSettings()
     judge: JudgeSettings = JudgeSettings()
     responder: ResponderSettings = ResponderSettings()

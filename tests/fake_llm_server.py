@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: a fault for the n-th request (0-based) or None: "429", "500", "hang", "malformed", "drop",
-#: "401", "404", "echo-key" (a 500 whose body repeats the request's key)
+#: "401", "404", "echo-key" (a 500 whose body repeats the request's key); "429-now" and "500-now"
+#: ask for no wait before the retry (Retry-After: 0), for fast tests of the limits
 FaultPlan = Callable[[int, str], str | None]
 
 _PLACES = ("도서관", "체육관", "시장", "공원", "지하철역", "편의점", "병원", "학교", "카페", "공항")
@@ -204,6 +205,10 @@ class FakeLLMServer:
                     time.sleep(server.latency_s)
                 if fault == "429":
                     self._send(429, _error("rate limited"), {"retry-after": "1"})
+                elif fault == "429-now":
+                    self._send(429, _error("rate limited"), {"retry-after": "0"})
+                elif fault == "500-now":
+                    self._send(500, _error("internal error"), {"retry-after": "0"})
                 elif fault == "500":
                     self._send(500, _error("internal error"))
                 elif fault == "echo-key":

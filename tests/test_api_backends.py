@@ -21,7 +21,9 @@ import pytest
 
 from pipeline.backends import FatalBackendError, Request, make_backend
 from pipeline.callcache import CallCache
+from pipeline.errors import UserError
 from pipeline.events import EventLog, read_events
+from pipeline.flow import Budget, BudgetExhausted
 from pipeline.llm import CallStats, LLMClient
 from pipeline.prices import PriceTable
 from pipeline.taxonomy import BackendSettings, Price
@@ -294,3 +296,82 @@ def test_synth_run_end_to_end_on_llama_cpp_server(
     assert (out / "corpus" / "README.md").exists()
     again = CliRunner().invoke(app, [*args, "--completions"])
     assert again.exit_code == 0 and "0 model calls" in again.output, "a rerun pays nothing"
+
+
+def test_a_burst_of_429s_halves_the_in_flight_limit_then_it_regrows(tmp_path: Path) -> None:
+    with FakeLLMServer(faults=lambda ordinal, _: "429-now" if ordinal < 8 else None) as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=8, min_in_flight=2)
+        answers = client.run(_requests(60), CallStats())
+        client.close()
+    assert len(answers) == 60 and sorted(server.answered.values()) == [1] * 60
+    changes = [
+        (event["why"], event["limit"])
+        for event in read_events(tmp_path / "events.jsonl")
+        if event["event"] == "llm_concurrency"
+    ]
+    assert changes[0] == ("rate_limited", 4), "one burst halves the limit once"
+    assert ("recovered", 8) in changes, "successes grow it back to max_in_flight"
+    grown = [limit for why, limit in changes[1:]]
+    assert grown == sorted(grown), "it regrows one step at a time"
+
+
+def test_a_server_failing_most_calls_trips_the_breaker(tmp_path: Path) -> None:
+    with FakeLLMServer(faults=lambda ordinal, _: "500-now") as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=8, max_retries=20)
+        with pytest.raises(FatalBackendError) as error:
+            client.run(_requests(30), CallStats())
+        client.close()
+    assert "stopped early: " in str(error.value)
+    assert "of the last 50 calls failed" in str(error.value)
+    # 30 calls x 21 attempts without the breaker; with it, the window and what was in flight
+    assert server.requests <= 50 + 8
+
+
+def test_a_server_refusing_the_key_stops_after_the_calls_in_flight(tmp_path: Path) -> None:
+    with FakeLLMServer(faults=lambda ordinal, _: "401") as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=4)
+        with pytest.raises(FatalBackendError) as error:
+            client.run(_requests(40), CallStats())
+        client.close()
+    assert "authentication failed" in str(error.value) and "\n" not in str(error.value)
+    assert server.requests <= 4, "after the first 401 nothing more is sent"
+
+
+def test_the_budget_stops_before_the_call_that_could_exceed_it(tmp_path: Path) -> None:
+    """Each call reserves its upper bound (input + the whole max_tokens) before it is sent; a
+    second client with a higher cap and the spend so far goes on without repeating a call."""
+    cap = 0.0005
+    with FakeLLMServer() as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=3)
+        client.budget = Budget(cap)
+        stats = CallStats()
+        with pytest.raises(BudgetExhausted, match=r"rerun with a higher --max-cost"):
+            client.run(_requests(20), stats)
+        client.close()
+        spent = client.budget.spent_usd
+        assert 0 < spent <= cap and stats.cost_usd == pytest.approx(spent)
+        paid = server.requests
+        assert 0 < paid < 20
+        assert stats.calls == paid, "every call that was sent was answered and cached"
+        more = _client(tmp_path, "openai", server.url, max_in_flight=3)
+        more.budget = Budget(1.0, spent_before_usd=spent)
+        rest = CallStats()
+        answers = more.run(_requests(20), rest)
+        more.close()
+    assert len(answers) == 20
+    assert (rest.cache_hits, rest.calls) == (paid, 20 - paid)
+    assert sorted(server.answered.values()) == [1] * 20, "no call paid for twice"
+
+
+def test_a_cap_on_an_unpriced_model_is_refused_before_any_call(tmp_path: Path) -> None:
+    settings = BackendSettings.model_validate(
+        {"backend": "openai", "model": "mystery-model", "base_url": "http://127.0.0.1:9/v1"}
+    )
+    with pytest.raises(UserError, match="--max-cost needs a price for openai:mystery-model"):
+        LLMClient(
+            make_backend(settings, "sk-x"),
+            CallCache(tmp_path / "calls.sqlite"),
+            EventLog(tmp_path / "events.jsonl"),
+            PriceTable([]),
+            Budget(1.0),
+        )

@@ -202,3 +202,27 @@ def test_judge_on_another_provider(
     assert (judged["judge_reason"] == "fake verdict").sum() > 0
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["stages"]["round-001/judge"]["calls"] == server.paths["/v1/messages"]
+
+
+def test_max_cost_stops_the_run_and_a_higher_cap_continues_without_repeating_a_call(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "out"
+    with FakeLLMServer() as server:
+        # each completion call reserves its prompt plus 320 output tokens at gpt-4o-mini's price
+        # (about $0.0003): a cap of $0.001 stops the run after a few calls
+        capped = cli(*_api_args(taxonomy, out, server, "--max-cost", "0.001"))
+        assert capped.exit_code == 2, capped.output
+        (line,) = [line for line in capped.stderr.splitlines() if line.startswith("error:")]
+        assert "of --max-cost $0.0010" in line and "rerun with a higher --max-cost" in line
+        manifest = json.loads((out / "run.json").read_text())
+        spent = sum(record.get("cost_usd", 0.0) for record in manifest["stages"].values())
+        assert 0 < spent <= 0.001
+        paid = server.requests
+        assert 0 < paid < _planned(out)
+        status = run_synth("status", str(out))
+        assert "cap $0.0010" in status.stdout
+        more = cli(*_api_args(taxonomy, out, server, "--max-cost", "1"))
+        assert more.exit_code == 0, more.output
+    assert sorted(server.answered.values()) == [1] * _planned(out), "no call paid for twice"

@@ -82,8 +82,12 @@ def status_error(
 ) -> Exception:
     """The exception for an HTTP error status: transient (retried) or fatal (stops the run)."""
     detail = redact(" ".join(message.split()))[:300]
+    if status == 429 and "insufficient_quota" in message:
+        return FatalBackendError(
+            f"{provider}: HTTP 429, quota exhausted: add credit or raise the limit: {detail}"
+        )
     if status in RETRYABLE_STATUSES or status >= 500:
-        return TransientBackendError(f"HTTP {status}: {detail}", retry_after(headers))
+        return TransientBackendError(f"HTTP {status}: {detail}", retry_after(headers), status)
     hint = _FATAL_HINTS.get(status, "the server refused the request").format(
         model=model, key_source=key_source
     )
@@ -104,6 +108,7 @@ class APIBackend(Backend):
         self._model = settings.model
         self.base_url = settings.base_url
         self.max_in_flight = settings.max_in_flight
+        self.min_in_flight = min(settings.min_in_flight, settings.max_in_flight)
         self.requests_per_minute = settings.requests_per_minute
         self.tokens_per_minute = settings.tokens_per_minute
         self.max_retries = settings.max_retries

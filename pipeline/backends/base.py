@@ -59,12 +59,16 @@ class Response:
 class TransientBackendError(Exception):
     """A failure worth retrying: 429, 5xx, a timeout, a dropped connection, a malformed body.
 
-    `retry_after` is the server's own wait hint in seconds (the Retry-After header), if any.
+    `retry_after` is the server's own wait hint in seconds (the Retry-After header), if any;
+    `status` the HTTP status when there was one (429 shrinks the client's in-flight limit).
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class FatalBackendError(UserError):
@@ -80,6 +84,8 @@ class Backend(ABC):
     chat: bool = False
     #: how many requests may be in flight at once
     max_in_flight: int = 1
+    #: the adaptive in-flight limit never shrinks below this on 429s
+    min_in_flight: int = 1
     #: True when `generate` is fastest given every request at once (vLLM's offline batches)
     batched: bool = False
     #: client-side limits; None means unlimited
