@@ -81,9 +81,7 @@ def dry_run(options: RunOptions) -> DryRun:
     cached = _cached_keys(run_dir)
     generator = RoleEstimate(generator_backend.name, generator_backend.model)
     # the template generator answers its share of the plan without any call
-    llm_tasks = tasks.filter(pl.col("source") == LLM_SOURCE) if "source" in tasks.columns else tasks
-    if LLM_SOURCE not in prepared.sources:
-        llm_tasks = tasks.clear()
+    llm_tasks = tasks.filter(pl.col("source") == LLM_SOURCE)
     for task in llm_tasks.iter_rows(named=True):
         request, _, _ = generate.build_request(
             task,

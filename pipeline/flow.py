@@ -123,9 +123,8 @@ class Budget:
         self.exhausted = False
 
     def reserve(self, estimate_usd: float, who: str) -> None:
-        if self.cap_usd is None:
-            return
-        if self.exhausted or self.spent_usd + self.reserved_usd + estimate_usd > self.cap_usd:
+        over = self.spent_usd + self.reserved_usd + estimate_usd > (self.cap_usd or float("inf"))
+        if self.cap_usd is not None and (self.exhausted or over):
             self.exhausted = True
             raise BudgetExhausted(
                 f"budget: {format_cost(self.spent_usd)} spent of --max-cost "
@@ -136,8 +135,5 @@ class Budget:
         self.reserved_usd += estimate_usd
 
     def settle(self, estimate_usd: float, actual_usd: float) -> None:
-        if self.cap_usd is None:
-            self.spent_usd += actual_usd
-            return
         self.reserved_usd = max(0.0, self.reserved_usd - estimate_usd)
         self.spent_usd += actual_usd

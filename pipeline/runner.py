@@ -402,9 +402,8 @@ def _run_generation(
 ) -> None:
     """A round's generate stage: the LLM's planned calls in the first parts, the template
     generator's after them, so a mixed round checkpoints both sources in one stage."""
-    sources = tasks["source"] if "source" in tasks.columns else None
-    llm_tasks = tasks if sources is None else tasks.filter(sources == LLM_SOURCE)
-    template_tasks = tasks.clear() if sources is None else tasks.filter(sources == TEMPLATE_SOURCE)
+    llm_tasks = tasks.filter(pl.col("source") == LLM_SOURCE)
+    template_tasks = tasks.filter(pl.col("source") == TEMPLATE_SOURCE)
     llm_parts = math.ceil(llm_tasks.height / ctx.taxonomy.settings.calls_per_batch)
     template_parts = math.ceil(template_tasks.height / TEMPLATE_TASKS_PER_BATCH)
     record = manifest.stage(round_index, generate.NAME)
@@ -447,15 +446,18 @@ def _run_templates(
     bar = progress.add_task(
         f"round {round_index} {generate.NAME} (templates)", total=tasks.height, unit="calls"
     )
-    n_parts = max(1, math.ceil(tasks.height / TEMPLATE_TASKS_PER_BATCH))
-    for index in range(n_parts):
-        path = run_dir.part_path(round_index, generate.NAME, first_part + index)
-        batch = tasks.slice(index * TEMPLATE_TASKS_PER_BATCH, TEMPLATE_TASKS_PER_BATCH)
-        if not path.exists():
-            write_parquet_atomic(path, generate.from_templates(batch, queries, prompt_ids))
-            record["parts_done"] = _parts_done(run_dir, round_index, generate.NAME)
-            manifest.save()
-        progress.advance(bar, batch.height)
+    _write_parts(
+        run_dir,
+        manifest,
+        round_index,
+        generate.NAME,
+        tasks,
+        TEMPLATE_TASKS_PER_BATCH,
+        lambda batch: generate.from_templates(batch, queries, prompt_ids),
+        progress,
+        bar,
+        first_part,
+    )
 
 
 def _run_generate(
@@ -612,18 +614,33 @@ def _run_batches(
     record = manifest.stage(round_index, stage)
     record.update(status="running", parts_total=n_parts, rows_in=inputs.height)
     manifest.save()
-    for part_index in range(n_parts):
-        path = run_dir.part_path(round_index, stage, part_index)
-        batch = inputs.slice(part_index * batch_size, batch_size)
-        if path.exists():
-            progress.advance(bar, batch.height)
-            continue
-        write_parquet_atomic(path, process(batch))
-        progress.advance(bar, batch.height)
-        record["parts_done"] = part_index + 1
-        manifest.save()
+    _write_parts(run_dir, manifest, round_index, stage, inputs, batch_size, process, progress, bar)
     _finish_stage(run_dir, manifest, round_index, stage, record)
     progress.update(bar, completed=inputs.height)
+
+
+def _write_parts(
+    run_dir: RunDir,
+    manifest: Manifest,
+    round_index: int,
+    stage: str,
+    inputs: pl.DataFrame,
+    batch_size: int,
+    process: Callable[[pl.DataFrame], pl.DataFrame],
+    progress: Progress,
+    bar: TaskID,
+    first_part: int = 0,
+) -> None:
+    """Batch `i` of the inputs becomes part `first_part + i`, unless it is already on disk."""
+    record = manifest.stage(round_index, stage)
+    for index in range(max(1, math.ceil(inputs.height / batch_size))):
+        path = run_dir.part_path(round_index, stage, first_part + index)
+        batch = inputs.slice(index * batch_size, batch_size)
+        if not path.exists():
+            write_parquet_atomic(path, process(batch))
+            record["parts_done"] = _parts_done(run_dir, round_index, stage)
+            manifest.save()
+        progress.advance(bar, batch.height)
 
 
 def _refuse_foreign_directory(run_dir: RunDir) -> None:

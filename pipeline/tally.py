@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pipeline.plan import LLM_SOURCE
 from pipeline.store import RunDir
 
 PLAN_FILE = "plan.parquet"
@@ -49,15 +48,12 @@ def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
     for round_index in sorted(rounds):
         plan = read_plan(run_dir, round_index)
         if plan is not None:
-            sources = plan["source"] if "source" in plan.columns else [LLM_SOURCE] * plan.height
-            for category, source in zip(plan["category"], sources, strict=True):
+            for category, source in plan.select("category", "source").iter_rows():
                 result.calls_by_category[category] += 1
                 result.calls_by_part[(category, source)] += 1
         kept = kept_rows(run_dir, round_index)
         if kept is None:
             continue
-        if "source" not in kept.columns:
-            kept = kept.with_columns(pl.lit(LLM_SOURCE).alias("source"))
         for row_id, category, source in kept.select("id", "category", "source").iter_rows():
             if row_id not in result.accepted_ids:
                 result.accepted_ids.add(row_id)
