@@ -245,6 +245,8 @@ def run(
             f"[yellow]short: {outcome.reason}[/]" if outcome.short else "",
         )
     out_console.print(table)
+    for line in summary.refusal_warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     accepted = sum(outcome.accepted for outcome in summary.outcomes)
     wanted = sum(outcome.quota for outcome in summary.outcomes)
     stats = summary.stats

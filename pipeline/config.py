@@ -182,6 +182,7 @@ def prepare(options: RunOptions) -> Prepared:
                 "prices": True,
                 "settings": {
                     "max_cost_usd": True,
+                    "refusal_warn_share": True,
                     "generator": CONNECTION_FIELDS,
                     "judge": CONNECTION_FIELDS,
                     "responder": CONNECTION_FIELDS,

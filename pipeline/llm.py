@@ -25,7 +25,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -39,7 +38,7 @@ from pipeline.backends.base import (
 from pipeline.callcache import CallCache, call_key
 from pipeline.errors import UserError
 from pipeline.events import EventLog
-from pipeline.flow import AdaptiveLimit, Budget, CircuitBreaker
+from pipeline.flow import AdaptiveLimit, Budget, BudgetExhausted, CircuitBreaker
 from pipeline.prices import PriceTable
 from pipeline.tokens import estimate_tokens
 
@@ -48,6 +47,18 @@ T = TypeVar("T")
 #: the longest the client waits between two attempts, whatever Retry-After says
 MAX_WAIT_S = 120.0
 _backoff = wait_exponential_jitter(initial=1.0, max=60.0, jitter=1.0)
+#: finish reasons of an answer that stopped early: asked again, then recorded, never parsed
+BAD_FINISHES = frozenset({"length", "content_filter"})
+
+
+class BadFinish(TransientBackendError):
+    """An answer cut off at its token limit or stopped by the provider's content filter. It is
+    paid for, so it is counted; it is asked again up to the backend's `finish_retries` times, and
+    the last one is recorded (cached) for the stage to treat as a failed call."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"the answer stopped early (finish_reason {response.finish_reason})")
+        self.response = response
 
 
 @dataclass
@@ -61,12 +72,15 @@ class CallStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    #: paid answers that stopped early (`BAD_FINISHES`), retried ones included
+    bad_finishes: int = 0
 
     def add(self, response: Response, cost: float | None) -> None:
         if response.cached:
             self.cache_hits += 1
             return
         self.calls += 1
+        self.bad_finishes += response.finish_reason in BAD_FINISHES
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         if cost is None:
@@ -94,6 +108,8 @@ def counting_calls(record: dict[str, Any], stats: CallStats, work: Callable[[], 
 def wait_before_retry(state: RetryCallState) -> float:
     """The server's Retry-After when it sent one, else exponential backoff with jitter."""
     error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, BadFinish):
+        return 0.0  # the server is fine; the answer was not
     hint = getattr(error, "retry_after", None)
     if hint is not None:
         return min(max(float(hint), 0.0), MAX_WAIT_S)
@@ -269,40 +285,54 @@ class LLMClient:
 
     async def _call_with_retries(self, request: Request, stats: CallStats) -> Response:
         attempts = self.backend.max_retries + 1
+        early_stops = 0
+
+        def give_up(state: RetryCallState) -> bool:
+            nonlocal early_stops
+            if isinstance(state.outcome and state.outcome.exception(), BadFinish):
+                early_stops += 1
+                return early_stops > self.backend.finish_retries
+            return state.attempt_number >= attempts
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(attempts),
+            stop=give_up,
             wait=wait_before_retry,
             retry=retry_if_exception_type(TransientBackendError),
             before_sleep=lambda state: self._note_retry(state, stats),
             reraise=True,
         )
         self.breaker.check()
-        estimate = self.upper_cost(request)
-        self.budget.reserve(estimate, self.generator_name)
-        actual = 0.0
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._attempt(request)
-                    actual = self.cost(response) or 0.0
-                    return response
+                    return await self._attempt(request)
+        except BadFinish as error:
+            return error.response  # recorded as it is; the stage treats it as a failed call
         except TransientBackendError as error:
             raise FatalBackendError(
                 f"{self.generator_name}: gave up after {attempts} attempts: {error}; finished "
                 "batches are saved, rerun the same command to resume"
             ) from None
-        finally:
-            self.budget.settle(estimate, actual)
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _attempt(self, request: Request) -> Response:
-        """One try under the limits, feeding the breaker and the adaptive in-flight limit."""
+        """One try under the limits, feeding the breaker and the adaptive in-flight limit.
+
+        Its upper-bound cost is reserved once it holds a slot (so only calls really in flight
+        hold reservations) and settled at what the answer cost."""
         self.breaker.check()
         await self._throttle(request)
         await self.limit.acquire()
+        estimate, actual = 0.0, 0.0
         try:
             self.breaker.check()  # it may have opened while this call waited its turn
+            estimate = self.upper_cost(request)
+            self.budget.reserve(estimate, self.generator_name)
             (response,) = await self.backend.generate([request])
+            actual = self.cost(response) or 0.0
+        except BudgetExhausted:
+            estimate = 0.0  # nothing was reserved
+            raise
         except TransientBackendError as error:
             self.breaker.record(False, error)
             if error.status == 429 and self.limit.rate_limited():
@@ -312,10 +342,13 @@ class LLMClient:
             self.breaker.trip(error)
             raise
         finally:
+            self.budget.settle(estimate, actual)
             await self.limit.release()
         self.breaker.record(True)
         if self.limit.succeeded():
             self._note_limit("recovered")
+        if response.finish_reason in BAD_FINISHES:
+            raise BadFinish(response)
         return response
 
     def _note_limit(self, why: str) -> None:
@@ -328,6 +361,8 @@ class LLMClient:
         wait = state.next_action.sleep if state.next_action else 0.0
         self.retries += 1
         stats.retries += 1
+        if isinstance(error, BadFinish):  # paid for, though asked again
+            stats.add(error.response, self.cost(error.response))
         self.events.write(
             "llm_retry",
             generator=self.generator_name,

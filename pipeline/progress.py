@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from pipeline.llm import CallStats
+from pipeline.llm import CallStats, LLMClient
 from pipeline.prices import format_cost
 from pipeline.status import compact
 
@@ -25,6 +25,15 @@ def cost_label(stats: CallStats) -> str | None:
     if not stats.calls:
         return None
     return format_cost(stats.cost_usd, stats.unpriced_calls)
+
+
+def in_flight_label(llm: LLMClient) -> str | None:
+    """The adaptive in-flight limit against its ceiling ("limit 4/16"), for clients that send
+    calls one by one with more than one in flight; it shrinks on 429s and regrows."""
+    limit = llm.limit
+    if llm.backend.batched or limit.upper <= 1:
+        return None
+    return f"limit {limit.limit}/{limit.upper}"
 
 
 class _RateColumn(ProgressColumn):
@@ -43,6 +52,9 @@ class _RateColumn(ProgressColumn):
         cost = task.fields.get("cost")
         if cost:
             text += f" {cost}"
+        in_flight = task.fields.get("in_flight")
+        if in_flight:
+            text += f" {in_flight}"
         return Text(text, style="progress.data.speed")
 
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from pipeline.backends.base import Request
 from pipeline.errors import UserError
-from pipeline.llm import CallStats, LLMClient
+from pipeline.llm import BAD_FINISHES, CallStats, LLMClient
 from pipeline.plan import derive_seed
 from pipeline.prompts import RESPOND_TEMPLATE, PromptLibrary
 from pipeline.stages.screen import refusal_or_meta_text
@@ -160,7 +160,7 @@ class LLMResponder:
             text = response.text.strip()
             source = f"llm:{self.client.generator_name}"
             fallback = self.fallback.answer(row["id"], row["category"])
-            if response.finish_reason in ("length", "content_filter") or not text:
+            if response.finish_reason in BAD_FINISHES or not text:
                 answers.append(
                     Answer(fallback.text, fallback.source, (f"fallback:{response.finish_reason}",))
                 )

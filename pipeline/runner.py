@@ -33,7 +33,8 @@ from pipeline.llm import CallStats, LLMClient, counting_calls
 from pipeline.lock import RunLock
 from pipeline.manifest import Manifest, snapshot_hash
 from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE, Part, plan_round, quotas, source_quotas
-from pipeline.progress import cost_label, make_progress
+from pipeline.progress import cost_label, in_flight_label, make_progress
+from pipeline.refusals import refusal_warnings
 from pipeline.roles import Clients, JudgeParts, VectorCaches, make_responder
 from pipeline.splits import SPLITS
 from pipeline.stages import balance, generate, screen
@@ -42,7 +43,7 @@ from pipeline.stages import judge as judge_stage
 from pipeline.stages import respond as respond_stage
 from pipeline.stages.respond import Responder
 from pipeline.store import FINAL_DIR, FINAL_ROUND, ROUND_PATTERN, RunDir, write_parquet_atomic
-from pipeline.tally import PLAN_FILE, Tally, kept_rows, read_plan, tally
+from pipeline.tally import PLAN_FILE, Tally, generation_outcomes, kept_rows, read_plan, tally
 from pipeline.taxonomy import CONNECTION_FIELDS, BackendSettings, Taxonomy
 
 #: rows per checkpoint part for the stages after generate
@@ -84,6 +85,8 @@ class RunSummary:
     rounds: int
     outcomes: list[CategoryOutcome] = field(default_factory=list)
     stats: CallStats = field(default_factory=CallStats)
+    #: categories the generator refused to write too often, with a hint each
+    refusal_warnings: list[str] = field(default_factory=list)
 
 
 def run(options: RunOptions, console: Console | None = None) -> RunSummary:
@@ -114,6 +117,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             record.get("cost_usd", 0.0) for record in manifest.data.get("stages", {}).values()
         )
         manifest.data["max_cost_usd"] = prepared.max_cost_usd
+        manifest.data["refusal_warn_share"] = prepared.taxonomy.settings.refusal_warn_share
         llm = LLMClient(
             backend, cache, events, prepared.prices, Budget(prepared.max_cost_usd, spent_before)
         )
@@ -232,6 +236,8 @@ def _run_rounds(
             summary.stats.merge(ctx.stats)
     summary.stats.merge(judge_parts.stats)  # LLM-judge calls, summed over every round
     final = tally(run_dir, run_dir.rounds())
+    outcomes = generation_outcomes(run_dir)
+    refused = dict(zip(outcomes["category"], outcomes["refused"], strict=True))
     for category, quota in quota_by_category.items():
         outcome = CategoryOutcome(
             category=category,
@@ -244,7 +250,9 @@ def _run_rounds(
             outcome.reason = (
                 f"max_rounds ({taxonomy.settings.max_rounds}) reached: "
                 f"{final.accepted_by_category[category]} accepted from {outcome.calls} calls "
-                f"({final.accepted_by_category[category] / calls:.2f} per call)"
+                f"({final.accepted_by_category[category] / calls:.2f} per call"
+                + (f", {refused[category]} refused" if refused.get(category) else "")
+                + ")"
             )
         summary.outcomes.append(outcome)
     with make_progress(console) as progress:
@@ -256,6 +264,12 @@ def _run_rounds(
         selected = short[outcome.category].selected if outcome.category in short else outcome.quota
         outcome.accepted = selected
         outcome.reason = short[outcome.category].reason if outcome.category in short else None
+    summary.refusal_warnings = refusal_warnings(
+        outcomes.iter_rows(named=True),
+        taxonomy.settings.refusal_warn_share,
+        taxonomy.settings.prompts_dir,
+        str(options.out),
+    )
     manifest.data["status"] = "done"
     manifest.data["outcomes"] = [vars(outcome) for outcome in summary.outcomes]
     manifest.save()
@@ -484,6 +498,7 @@ def _run_generate(
         cached=0,
         tokens=0,
         cost=None,
+        in_flight=in_flight_label(ctx.llm),
     )
     counted = {key: record.get(key, 0) for key in ctx.stats.as_dict()}
     at_start = ctx.stats.as_dict()
@@ -496,6 +511,7 @@ def _run_generate(
             cached=fields["cached"] + int(response.cached),
             tokens=fields["tokens"] + (0 if response.cached else response.output_tokens),
             cost=cost_label(ctx.stats),
+            in_flight=in_flight_label(ctx.llm),
         )
 
     def note_calls() -> None:

@@ -14,8 +14,9 @@ from rich.text import Text
 from pipeline.errors import UserError
 from pipeline.manifest import Manifest, stage_key
 from pipeline.prices import format_cost
+from pipeline.refusals import REFUSAL_WARN_SHARE, refusal_warnings
 from pipeline.store import FINAL_ROUND, RunDir
-from pipeline.tally import FINAL_STAGES, STAGES, Tally, read_plan, tally
+from pipeline.tally import FINAL_STAGES, STAGES, Tally, generation_outcomes, read_plan, tally
 
 
 def _when(timestamp: float | None) -> str:
@@ -123,8 +124,9 @@ def render_status(root: Path) -> Group:
             stages.add_row(*_stage_row("final", stage, status, parts, record))
 
     done = tally(run_dir, run_dir.rounds())
+    outcomes = {row["category"]: row for row in generation_outcomes(run_dir).iter_rows(named=True)}
     categories = _table("categories")
-    for column in ("category", "label", "quota", "accepted", "calls", "per call"):
+    for column in ("category", "label", "quota", "accepted", "calls", "per call", "refused"):
         categories.add_column(
             column, justify="left" if column in ("category", "label") else "right"
         )
@@ -134,6 +136,7 @@ def render_status(root: Path) -> Group:
         accepted = done.accepted_by_category[category]
         calls = done.calls_by_category[category]
         style = "green" if accepted >= quota else "yellow"
+        answered = outcomes.get(category)
         categories.add_row(
             category,
             labels.get(category, "?"),
@@ -141,12 +144,20 @@ def render_status(root: Path) -> Group:
             Text(str(accepted), style=style),
             str(calls),
             f"{accepted / calls:.2f}" if calls else "-",
+            f"{answered['refused']}/{answered['calls']}" if answered else "-",
         )
     total_accepted = sum(min(done.accepted_by_category[c], q) for c, q in quota_by_category.items())
     footer = Text(f"accepted {total_accepted} of {sum(quota_by_category.values())}")
     parts = [header, stages, categories, footer]
     if len(data.get("sources", {})) > 1:
         parts.append(_sources(data["sources"], done))
+    warnings = refusal_warnings(
+        outcomes.values(),
+        data.get("refusal_warn_share", REFUSAL_WARN_SHARE),
+        config.get("taxonomy", {}).get("settings", {}).get("prompts_dir", "prompts"),
+        str(root),
+    )
+    parts += [Text(f"warning: {line}", style="yellow") for line in warnings]
     spend = _spend(data.get("stages", {}), data.get("max_cost_usd"))
     return Group(*parts, _corpus(root, data), spend)
 
@@ -188,7 +199,14 @@ def _spend(records: dict[str, dict], cap_usd: float | None = None) -> Text:
     unpriced = 0
     for name, record in records.items():
         stage = name.split("/", 1)[1]
-        for key in ("calls", "cache_hits", "retries", "input_tokens", "output_tokens"):
+        for key in (
+            "calls",
+            "cache_hits",
+            "retries",
+            "bad_finishes",
+            "input_tokens",
+            "output_tokens",
+        ):
             totals[key] = totals.get(key, 0) + record.get(key, 0)
         cost_by_stage[stage] = cost_by_stage.get(stage, 0.0) + record.get("cost_usd", 0.0)
         unpriced += record.get("unpriced_calls", 0)
@@ -197,7 +215,8 @@ def _spend(records: dict[str, dict], cap_usd: float | None = None) -> Text:
     )
     return Text(
         f"LLM calls {int(totals.get('calls', 0))} ({int(totals.get('cache_hits', 0))} cached, "
-        f"{int(totals.get('retries', 0))} retried), tokens "
+        f"{int(totals.get('retries', 0))} retried, {int(totals.get('bad_finishes', 0))} stopped "
+        "early), tokens "
         f"{compact(int(totals.get('input_tokens', 0)))} in / "
         f"{compact(int(totals.get('output_tokens', 0)))} out, "
         f"est. cost {format_cost(sum(cost_by_stage.values()), unpriced)}"

@@ -60,3 +60,36 @@ def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
                 result.accepted_by_category[category] += 1
                 result.accepted_by_part[(category, source)] += 1
     return result
+
+
+#: the columns of `generation_outcomes`
+OUTCOME_COLUMNS = ("category", "generator", "calls", "refused", "cut_off", "no_list")
+
+
+def generation_outcomes(run_dir: RunDir) -> pl.DataFrame:
+    """LLM generation calls answered per category and generator, and how many gave no query
+    because the model refused (in words or by a content filter), was cut off, or wrote no list.
+
+    Every answered call leaves at least one generate row (a query, or one rejected row saying why
+    it gave none), so calls are the distinct task ids among the LLM rows."""
+    parts = [part for r in run_dir.rounds() for part in run_dir.parts(r, "generate")]
+    if not parts:
+        return pl.DataFrame(schema=dict.fromkeys(OUTCOME_COLUMNS, pl.String)).cast(
+            {column: pl.Int64 for column in OUTCOME_COLUMNS[2:]}
+        )
+    reason = pl.col("reject_reason")
+    failed = pl.col("rejected_by") == "generate"
+    return (
+        pl.scan_parquet(parts)
+        .filter(pl.col("source") == "llm")
+        .group_by("category", "generator")
+        .agg(
+            pl.col("task_id").n_unique().alias("calls"),
+            (failed & reason.is_in(["refused", "content_filter"])).sum().alias("refused"),
+            (failed & (reason == "cut_off")).sum().alias("cut_off"),
+            (failed & (reason == "no_list")).sum().alias("no_list"),
+        )
+        .sort("category", "generator")
+        .collect()
+        .cast({column: pl.Int64 for column in OUTCOME_COLUMNS[2:]})
+    )

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.refusals import REFUSAL_WARN_SHARE
 from pipeline.yamlfile import load_yaml_model
 
 MIN_EXEMPLARS = 15
@@ -57,6 +58,8 @@ class BackendSettings(StrictModel):
     tokens_per_minute: float | None = Field(None, gt=0)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    #: an answer cut off at max_tokens or stopped by a content filter is asked again this often
+    finish_retries: int = Field(1, ge=0, le=10)
 
 
 #: `BackendSettings` fields that never change results (left out of the resume check)
@@ -69,6 +72,7 @@ CONNECTION_FIELDS = frozenset(
         "tokens_per_minute",
         "timeout_s",
         "max_retries",
+        "finish_retries",
     }
 )
 
@@ -145,6 +149,9 @@ class Settings(StrictModel):
     #: stop before any call that could take the run's estimated spend past this (US dollars);
     #: never part of the resume check, so a run can go on with a higher cap
     max_cost_usd: float | None = Field(None, gt=0)
+    #: `synth status` names a category whose generation calls were refused more often than this
+    #: (soft refusals and content filters), with a hint; display only, not part of the resume check
+    refusal_warn_share: float = Field(REFUSAL_WARN_SHARE, ge=0.0, le=1.0)
     generator: GeneratorSettings = GeneratorSettings()
     judge: JudgeSettings = JudgeSettings()
     responder: ResponderSettings = ResponderSettings()

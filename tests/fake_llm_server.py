@@ -21,8 +21,15 @@ from typing import Any
 
 #: a fault for the n-th request (0-based) or None: "429", "500", "hang", "malformed", "drop",
 #: "401", "404", "echo-key" (a 500 whose body repeats the request's key); "429-now" and "500-now"
-#: ask for no wait before the retry (Retry-After: 0), for fast tests of the limits
+#: ask for no wait before the retry (Retry-After: 0), for fast tests of the limits. Answers that
+#: are answered but bad: "length" (a list cut at the token limit), "filtered" (a content filter
+#: stop) and "refuse" (a polite refusal in Korean, finish "stop")
 FaultPlan = Callable[[int, str], str | None]
+#: faults that still answer 200 (counted as answered)
+ANSWERED_FAULTS = ("length", "filtered", "refuse")
+_REFUSAL_TEXT = "죄송하지만 요청하신 질문 목록은 작성해 드릴 수 없습니다."
+#: each bad answer's finish reason in the OpenAI and the Anthropic shape
+_FINISH = {"length": ("length", "max_tokens"), "filtered": ("content_filter", "refusal")}
 
 _PLACES = ("도서관", "체육관", "시장", "공원", "지하철역", "편의점", "병원", "학교", "카페", "공항")
 _ACTS = (
@@ -56,9 +63,12 @@ class FakeLLMServer:
         faults: FaultPlan | None = None,
         hold_after: int | None = None,
         items_per_answer: int = 4,
+        text_faults: Callable[[str], str | None] | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.faults = faults or (lambda ordinal, identity: None)
+        #: a fault chosen by what the request says (its prompt or messages, as JSON)
+        self.text_faults = text_faults or (lambda text: None)
         self.hold_after = hold_after
         self.release = threading.Event()
         self.items_per_answer = items_per_answer
@@ -96,11 +106,21 @@ class FakeLLMServer:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def answer(self, path: str, body: dict[str, Any], identity: str) -> dict[str, Any]:
+    def answer(
+        self, path: str, body: dict[str, Any], identity: str, fault: str | None = None
+    ) -> dict[str, Any]:
+        openai_finish, anthropic_stop = _FINISH.get(fault or "", ("stop", None))
         if path.endswith("/messages"):
-            return self._anthropic(body, identity)
+            answer = self._anthropic(body, identity)
+            if anthropic_stop:
+                answer["stop_reason"] = anthropic_stop
+            if fault == "refuse":
+                answer["content"] = [{"type": "text", "text": _REFUSAL_TEXT}]
+            return answer
         if path.endswith("/chat/completions"):
-            if body.get("response_format"):
+            if fault == "refuse":
+                text = _REFUSAL_TEXT
+            elif body.get("response_format"):
                 text = json.dumps(_verdict(body), ensure_ascii=False)
             else:
                 text = "\n".join(
@@ -115,7 +135,7 @@ class FakeLLMServer:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": openai_finish,
                     }
                 ],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
@@ -127,12 +147,16 @@ class FakeLLMServer:
         lines += [
             f"{first + i}. {korean_query(identity, i)}" for i in range(1, self.items_per_answer)
         ]
+        if fault == "refuse":
+            lines = [_REFUSAL_TEXT]
         return {
             "id": "cmpl-fake",
             "object": "text_completion",
             "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "text": "\n".join(lines) + "\n\n", "finish_reason": "stop"}],
+            "choices": [
+                {"index": 0, "text": "\n".join(lines) + "\n\n", "finish_reason": openai_finish}
+            ],
             "usage": {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140},
         }
 
@@ -184,7 +208,7 @@ class FakeLLMServer:
                 key = self.headers.get("x-api-key") or self.headers.get(
                     "authorization", ""
                 ).removeprefix("Bearer ")
-                identity = _identity(body)
+                identity = request_identity(body)
                 with server.lock:
                     ordinal = server.requests
                     server.requests += 1
@@ -200,7 +224,9 @@ class FakeLLMServer:
                     server.release.wait()
                     self.close_connection = True
                     return
-                fault = server.faults(ordinal, identity)
+                fault = server.faults(ordinal, identity) or server.text_faults(
+                    json.dumps([body.get("prompt"), body.get("messages")], ensure_ascii=False)
+                )
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 if fault == "429":
@@ -226,7 +252,8 @@ class FakeLLMServer:
                 elif fault == "malformed":
                     self._raw(200, b'{"choices": [ {"index": 0, "mess')
                 else:
-                    answer = server.answer(self.path, body, identity)
+                    answered_fault = fault if fault in ANSWERED_FAULTS else None
+                    answer = server.answer(self.path, body, identity, answered_fault)
                     with server.lock:
                         server.answered[identity] += 1
                     self._send(200, answer)
@@ -255,7 +282,7 @@ class _QuietServer(ThreadingHTTPServer):
         return None
 
 
-def _identity(body: dict[str, Any]) -> str:
+def request_identity(body: dict[str, Any]) -> str:
     """What makes two requests the same call: the prompt or messages, and the seed."""
     what = {
         "prompt": body.get("prompt"),

@@ -26,8 +26,10 @@ from pipeline.events import EventLog, read_events
 from pipeline.flow import Budget, BudgetExhausted
 from pipeline.llm import CallStats, LLMClient
 from pipeline.prices import PriceTable
+from pipeline.progress import in_flight_label
 from pipeline.taxonomy import BackendSettings, Price
 from tests.fake_llm_server import FakeLLMServer
+from tests.fake_llm_server import request_identity as fake_identity
 
 VERDICT_SCHEMA = {
     "type": "object",
@@ -248,7 +250,13 @@ def llama_server() -> Iterator[str]:
 
 def test_openai_completions_against_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:
     client = _client(
-        tmp_path, "openai", llama_server, chat=False, max_in_flight=2, model="gemma-3-270m"
+        tmp_path,
+        "openai",
+        llama_server,
+        chat=False,
+        max_in_flight=2,
+        model="gemma-3-270m",
+        finish_retries=0,  # seeded, a cut-off answer would come back the same
     )
     requests = [
         Request(prompt="한국어 질문 목록:\n1. ", max_tokens=24, seed=7, stop=("\n\n",)),
@@ -301,9 +309,13 @@ def test_synth_run_end_to_end_on_llama_cpp_server(
 def test_a_burst_of_429s_halves_the_in_flight_limit_then_it_regrows(tmp_path: Path) -> None:
     with FakeLLMServer(faults=lambda ordinal, _: "429-now" if ordinal < 8 else None) as server:
         client = _client(tmp_path, "openai", server.url, max_in_flight=8, min_in_flight=2)
-        answers = client.run(_requests(60), CallStats())
+        shown: list[str | None] = []  # what the progress bar shows after each answer
+        answers = client.run(
+            _requests(60), CallStats(), lambda _: shown.append(in_flight_label(client))
+        )
         client.close()
     assert len(answers) == 60 and sorted(server.answered.values()) == [1] * 60
+    assert shown[0] == "limit 4/8" and shown[-1] == "limit 8/8"
     changes = [
         (event["why"], event["limit"])
         for event in read_events(tmp_path / "events.jsonl")
@@ -375,3 +387,37 @@ def test_a_cap_on_an_unpriced_model_is_refused_before_any_call(tmp_path: Path) -
             PriceTable([]),
             Budget(1.0),
         )
+
+
+def _identity(index: int) -> str:
+    """The fake server's identity of `_requests(n)[index]` (chat)."""
+    body = {"messages": [{"role": "user", "content": f"질문 목록 {index}"}], "seed": index}
+    return fake_identity(body)
+
+
+def test_cut_off_and_filtered_answers_are_asked_again_then_recorded(tmp_path: Path) -> None:
+    """`length` and `content_filter` answers are failures: asked again `finish_retries` times (each
+    attempt paid and counted), then the last one is cached as it is, for the stage to reject."""
+    first_cut = {_identity(0)}
+    always = {_identity(1): "filtered", _identity(2): "length"}
+
+    def faults(ordinal: int, identity: str) -> str | None:
+        if identity in first_cut:
+            first_cut.discard(identity)
+            return "length"
+        return always.get(identity)
+
+    with FakeLLMServer(faults=faults) as server:
+        client = _client(tmp_path, "openai", server.url, max_in_flight=2, finish_retries=1)
+        stats = CallStats()
+        answers = client.run(_requests(4), stats)
+        again = client.run(_requests(4), CallStats())
+        client.close()
+    assert [a.finish_reason for a in answers] == ["stop", "content_filter", "length", "stop"]
+    assert server.received[_identity(0)] == 2, "a cut-off answer is asked again"
+    assert server.received[_identity(1)] == server.received[_identity(2)] == 2
+    assert server.received[_identity(3)] == 1
+    assert (stats.calls, stats.bad_finishes, stats.retries) == (7, 5, 3), "every attempt paid"
+    assert stats.cost_usd == pytest.approx(7 * (100 * 0.15 + 40 * 0.60) / 1e6)
+    assert [a.finish_reason for a in again] == [a.finish_reason for a in answers]
+    assert server.requests == 7, "the recorded failures replay from the cache"

@@ -226,3 +226,40 @@ def test_max_cost_stops_the_run_and_a_higher_cap_continues_without_repeating_a_c
         more = cli(*_api_args(taxonomy, out, server, "--max-cost", "1"))
         assert more.exit_code == 0, more.output
     assert sorted(server.answered.values()) == [1] * _planned(out), "no call paid for twice"
+
+
+def test_refusals_are_counted_per_category_and_cut_off_answers_never_parsed(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model refuses every call for the unsafe category (in Korean, finish "stop") and stops
+    at its token limit on every call for the safe one: neither yields a row, each call leaves one
+    rejected row saying why, and `synth status` names the refused category with a hint."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "out"
+    with FakeLLMServer(
+        text_faults=lambda text: "refuse" if "(unsafe)" in text else "length"
+    ) as server:
+        result = cli(*_api_args(taxonomy, out, server))
+    assert result.exit_code == 0, result.output
+    assert "openai:gpt-4o-mini refused" in result.stderr and "crime_advice" in result.stderr
+    rows = pl.read_parquet(out / "round-001" / "generate" / "*.parquet")
+    assert rows.filter(pl.col("rejected_by").is_null()).height == 0, "nothing was parsed"
+    reasons = dict(rows.group_by("category").agg(pl.col("reject_reason").unique()).iter_rows())
+    assert reasons == {"crime_advice": ["refused"], "lookalike": ["cut_off"]}
+    planned = pl.concat([pl.read_parquet(p) for p in out.glob("round-*/plan.parquet")])
+    calls = dict(planned.group_by("category").len().iter_rows())
+    assert dict(rows.group_by("category").len().iter_rows()) == calls, "one row per failed call"
+    assert server.requests == calls["crime_advice"] + 2 * calls["lookalike"], (
+        "a cut-off answer is asked once more, a refusal in words is not"
+    )
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["stages"]["round-001/generate"]["bad_finishes"] == 2 * calls["lookalike"]
+    status = run_synth("status", str(out))
+    assert status.returncode == 0, status.stderr
+    line = next(
+        line for line in status.stdout.splitlines() if line.strip().startswith("crime_advice")
+    )
+    assert f"{calls['crime_advice']}/{calls['crime_advice']}" in line
+    assert "warning: openai:gpt-4o-mini refused" in status.stdout
+    assert "prompts/generate/crime_advice.j2" in status.stdout
+    assert "lookalike (" not in status.stdout, "cut-off answers are not refusals"

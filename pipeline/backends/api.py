@@ -112,6 +112,7 @@ class APIBackend(Backend):
         self.requests_per_minute = settings.requests_per_minute
         self.tokens_per_minute = settings.tokens_per_minute
         self.max_retries = settings.max_retries
+        self.finish_retries = settings.finish_retries
         self.timeout_s = settings.timeout_s
         self._flag_key = api_key
         self._client: Any = None

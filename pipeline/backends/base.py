@@ -93,6 +93,9 @@ class Backend(ABC):
     tokens_per_minute: float | None = None
     #: retries of a `TransientBackendError` before the run stops
     max_retries: int = 0
+    #: times an answer cut off (`length`) or filtered (`content_filter`) is asked again before it
+    #: is recorded as a failed call; 0 where a retry would repeat the same answer (seeded local)
+    finish_retries: int = 0
 
     @property
     @abstractmethod

@@ -16,11 +16,9 @@ from pydantic import ValidationError
 
 from pipeline.backends.base import Request, Response
 from pipeline.judges import Item, JudgeFailure, Verdict
-from pipeline.llm import CallStats, LLMClient
+from pipeline.llm import BAD_FINISHES, CallStats, LLMClient
 from pipeline.prompts import JUDGE_TEMPLATE, PromptLibrary
 from pipeline.taxonomy import JudgeSettings, Taxonomy
-
-BAD_FINISHES = ("length", "content_filter")
 
 
 class VerdictError(ValueError):

@@ -4,6 +4,10 @@ Input: one row per planned call (see `pipeline.plan`). Output: one row per parse
 row schema's first columns (id, category, label, text, round, generator, source (`llm` or
 `template`), prompt_id, seed) plus where it came from (task_id, call_key, sample_index,
 finish_reason).
+
+A call that gave no query is not dropped silently: it leaves one row rejected by `generate` whose
+text is the model's own words and whose reason says why (`FAILED_CALL_REASONS`). An answer cut off
+at its token limit or stopped by a content filter is never parsed, even when it holds a list.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.backends.base import Request, Response
-from pipeline.llm import CallStats, LLMClient
+from pipeline.llm import BAD_FINISHES, CallStats, LLMClient
 from pipeline.plan import LLM_SOURCE
 from pipeline.prompts import PromptLibrary, generation_variables
+from pipeline.refusals import is_refusal
 from pipeline.taxonomy import GeneratorSettings, Taxonomy
 from pipeline.template_queries import TemplateGenerator
 from pipeline.text import normalize, row_id
@@ -47,6 +52,12 @@ _NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(.*?)\s*$")
 _WRAPPING = "\"'“”‘’「」『』*` "
 #: a base model continuing the open list stops at the first blank line
 COMPLETION_STOP = ("\n\n",)
+#: why a call gave no query: a soft refusal in words, a content filter, the token limit, or an
+#: answer with no numbered list; `REFUSED_REASONS` are what `synth status` counts as refusals
+FAILED_CALL_REASONS = ("refused", "content_filter", "cut_off", "no_list")
+REFUSED_REASONS = ("refused", "content_filter")
+#: how much of a failed call's answer its row keeps, for `synth inspect`
+FAILED_TEXT_CHARS = 300
 
 
 @dataclass
@@ -94,13 +105,12 @@ def build_request(
     return request, prompts.prompt_id(template), exemplar_count + 1
 
 
-def parse_numbered_list(text: str, first_number: int | None, truncated: bool) -> list[str]:
+def parse_numbered_list(text: str, first_number: int | None) -> list[str]:
     """The queries of one contiguous numbered run.
 
     With `first_number` (plain completion), `text` continues an open `N.` line; otherwise (chat)
     the first numbered line starts the run and any preamble is skipped. The run ends at the first
-    line that breaks the numbering (a restart at 1, prose, a new heading). When the model hit its
-    token limit the last item may be cut, so it is dropped.
+    line that breaks the numbering (a restart at 1, prose, a new heading).
     """
     lines = text.splitlines()
     if first_number is not None:
@@ -121,9 +131,19 @@ def parse_numbered_list(text: str, first_number: int | None, truncated: bool) ->
         item = match.group(2).strip(_WRAPPING)
         if item:
             items.append(item)
-    if truncated and items:
-        items.pop()
     return items
+
+
+def failed_call_reason(response: Response, items: list[str]) -> str | None:
+    """Why an answered call gave no usable query, or None when it gave some. A list whose every
+    item is a refusal (an instruct model continuing a completion prompt) is a refusal too."""
+    if response.finish_reason == "content_filter":
+        return "content_filter"
+    if response.finish_reason == "length":
+        return "cut_off"
+    if items and not all(is_refusal(item) for item in items):
+        return None
+    return "refused" if is_refusal(response.text) else "no_list"
 
 
 Built = tuple[Request, str, int]
@@ -156,14 +176,20 @@ def rows(
     for task, (request, prompt_id, first_number), response in zip(
         tasks.iter_rows(named=True), built, responses, strict=True
     ):
-        items = parse_numbered_list(
-            response.text,
-            first_number=None if ctx.llm.backend.chat else first_number,
-            truncated=response.finish_reason == "length",
+        items = (
+            []  # stopped early: a failure, never parsed as a good answer
+            if response.finish_reason in BAD_FINISHES
+            else parse_numbered_list(
+                response.text, first_number=None if ctx.llm.backend.chat else first_number
+            )
         )
-        if response.finish_reason == "content_filter":
-            items = []  # a filtered answer is a failure, never parsed as a good one
         key = ctx.llm.key(request)
+        reason = failed_call_reason(response, items)
+        if reason is not None:
+            items = []
+            found.append(
+                _failed_call_row(task, response, ctx.llm.generator_name, prompt_id, key, reason)
+            )
         for sample_index, item in enumerate(items[: task["n_new"]]):
             found.append(
                 _row(
@@ -207,6 +233,28 @@ def _row(
         "rejected_by": None,
         "reject_reason": None,
     }
+
+
+def _failed_call_row(
+    task: dict, response: Response, generator: str, prompt_id: str, call_key: str, reason: str
+) -> dict:
+    """One rejected row standing for a call that gave no query; its id cannot collide with a
+    query's, since it hashes the task id rather than a text."""
+    row = _row(
+        task,
+        response.text[:FAILED_TEXT_CHARS],
+        -1,
+        generator,
+        prompt_id,
+        call_key,
+        response.finish_reason,
+    )
+    row.update(
+        id=row_id(task["category"], f"failed call {task['task_id']}"),
+        rejected_by=NAME,
+        reject_reason=reason,
+    )
+    return row
 
 
 def from_templates(

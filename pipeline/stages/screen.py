@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from pipeline.refusals import is_refusal
 from pipeline.taxonomy import Category, ScreenSettings, Taxonomy
 from pipeline.text import normalize
 
@@ -41,11 +42,10 @@ _ADDRESSED_TO_AI = re.compile(
     rf"|(?:^|\s)(?:너|넌|네가|니가)\s?(?:감정|의식|기분|속마음|진짜\s?생각)",
     re.IGNORECASE,
 )
-_REFUSAL_OR_META = re.compile(
-    r"죄송하지만|죄송합니다|도와\s?드릴\s?수\s?없|답변\s?(?:드릴|할)\s?수\s?없|제공할\s?수\s?없|"
+_META = re.compile(
     r"(?:AI|인공지능)\s?(?:언어\s?)?모델로서|저는\s?(?:AI|인공지능)|"
     r"다음은.{0,10}(?:질의|질문|예시|목록)|(?:새|추가)\s?질의|질의\s?\d+\s?개|예시\s?:|"
-    r"I'?m sorry|I can(?:no|')t|As an AI|Sure[,!]|Here (?:are|is)",
+    r"Sure[,!]|Here (?:are|is)",
     re.IGNORECASE,
 )
 _DEBRIS = re.compile(
@@ -87,7 +87,7 @@ def addressed_to_ai(text: str, facts: Facts) -> str | None:
 
 def refusal_or_meta_text(text: str) -> bool:
     """A refusal or a model talking about its task (also used to catch refused safe answers)."""
-    return _REFUSAL_OR_META.search(text) is not None
+    return is_refusal(text) or _META.search(text) is not None
 
 
 def refusal_or_meta(text: str, facts: Facts) -> str | None:
