@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from pipeline import __version__
 from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    from pipeline.config import RunOptions
 
 app = typer.Typer(
     name="synth",
@@ -174,6 +177,15 @@ def run(
             help="Print the planned calls, tokens and cost estimate; call nothing, write nothing.",
         ),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Start a run on a paid API without asking (batch jobs); its estimate is still "
+            "printed. Without it a paid run asks in a terminal and refuses to start elsewhere.",
+        ),
+    ] = False,
 ) -> None:
     """Generate, checkpoint and (on rerun) resume a corpus run.
 
@@ -222,6 +234,7 @@ def run(
             out_console.print(render_dry_run(estimate(options)))
         return
     with user_errors():
+        _confirm_paid_run(options, yes)
         try:
             summary = run_pipeline(options, console=err_console)
         except KeyboardInterrupt:
@@ -258,6 +271,39 @@ def run(
         f"`synth status {out}` shows more.",
         soft_wrap=True,
     )
+
+
+def _interactive() -> bool:
+    """Whether someone can answer a question (a terminal on stdin)."""
+    return sys.stdin.isatty()
+
+
+def _confirm_paid_run(options: RunOptions, yes: bool) -> None:
+    """Before a run that a provider bills, print what it will still send and may cost; start it
+    on --yes or a 'y' typed in a terminal, and refuse elsewhere (a batch job without --yes)."""
+    from pipeline.config import prepare
+    from pipeline.dryrun import dry_run, paid_roles, render_dry_run
+    from pipeline.prices import format_cost
+
+    prepared = prepare(options)
+    paid = paid_roles(prepared, options.api_key)
+    if not paid:
+        return
+    plan = dry_run(options, prepared)
+    if not plan.calls:
+        return  # everything it needs is in the call cache
+    err_console.print(render_dry_run(plan, dry=False))
+    if yes:
+        return
+    cost = "cost unknown" if plan.cost_usd is None else f"<= {format_cost(plan.cost_usd)}"
+    if not _interactive():
+        raise UserError(
+            f"this run calls a paid API ({'; '.join(paid)}; {plan.calls} calls, {cost}): pass "
+            "--yes to start it without asking, or run it in a terminal to confirm"
+        )
+    if not typer.confirm(f"Start this run ({cost})?", default=False, err=True):
+        err_console.print("not started; nothing was called or written.")
+        raise typer.Exit(1)
 
 
 @app.command()

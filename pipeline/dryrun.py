@@ -1,8 +1,12 @@
 """`synth run --dry-run`: the calls a run would make and what they would cost, without calling.
 
-It renders the very requests the first round would send (so their cache keys are exact), counts
+It renders the very requests the next round would send (so their cache keys are exact), counts
 how many the run directory's call cache already holds, and estimates tokens without a tokenizer
 (`pipeline.tokens`). Output tokens are bounded by `max_tokens`, so the cost is an upper bound.
+
+The next round is round 1 for a new run. For a run that stopped part-way it is the first round
+not finished: its saved plan when it has one, else the plan the runner would make from the
+yield observed so far, so the estimate of a resumed run is what it would really still send.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.judges import Item
 from pipeline.judges.llm import LLMJudge
 from pipeline.llm import CallStats, request_tokens
+from pipeline.manifest import Manifest, stage_key
 from pipeline.plan import LLM_SOURCE, plan_round, quotas, source_quotas
 from pipeline.prices import format_cost
 from pipeline.responders import LLMResponder
 from pipeline.stages import generate
 from pipeline.store import RunDir
-from pipeline.tally import read_plan
+from pipeline.tally import read_plan, round_shortfall, tally
 from pipeline.taxonomy import Category
 
 
@@ -52,6 +57,8 @@ class DryRun:
     judge: RoleEstimate | None
     max_rounds: int
     responder: RoleEstimate | None = None
+    #: the round estimated (the first one not finished), or None when every quota is met
+    round_index: int | None = 1
 
     @property
     def roles(self) -> list[tuple[str, RoleEstimate]]:
@@ -63,21 +70,23 @@ class DryRun:
         return [(name, estimate) for name, estimate in found if estimate is not None]
 
     @property
+    def calls(self) -> int:
+        """Calls not in the cache yet, over every role."""
+        return sum(estimate.calls for _, estimate in self.roles)
+
+    @property
     def cost_usd(self) -> float | None:
         costs = [estimate.cost_usd for _, estimate in self.roles]
         return None if any(cost is None for cost in costs) else sum(c or 0.0 for c in costs)
 
 
-def dry_run(options: RunOptions) -> DryRun:
-    """Estimate the first round's calls; touches no file and no network."""
-    prepared = prepare(options)
+def dry_run(options: RunOptions, prepared: Prepared | None = None) -> DryRun:
+    """Estimate the next round's calls; touches no file and no network."""
+    prepared = prepared or prepare(options)
     generator_backend = make_backend(prepared.generator, check=False)
     quota_by_category = quotas(prepared.taxonomy, options.n)
     run_dir = RunDir(options.out)
-    tasks = read_plan(run_dir, 1)
-    if tasks is None:
-        shortfall = source_quotas(quota_by_category, prepared.sources)
-        tasks = plan_round(prepared.taxonomy, 1, options.seed, shortfall, {}, {})
+    round_index, tasks = next_round(run_dir, prepared, options, quota_by_category)
     cached = _cached_keys(run_dir)
     generator = RoleEstimate(generator_backend.name, generator_backend.model)
     # the template generator answers its share of the plan without any call
@@ -105,11 +114,73 @@ def dry_run(options: RunOptions) -> DryRun:
         items = int(tasks["n_new"].sum()) if tasks.height else 0
         judge = _judge_estimate(prepared, items)
     responder = None
-    if prepared.responder.kind == "llm":
+    if prepared.responder.kind == "llm" and not _finished(run_dir):
         responder = _responder_estimate(prepared, options.n)
     return DryRun(
-        quota_by_category, generator, judge, prepared.taxonomy.settings.max_rounds, responder
+        quota_by_category,
+        generator,
+        judge,
+        prepared.taxonomy.settings.max_rounds,
+        responder,
+        round_index,
     )
+
+
+#: backends billed per token by a provider
+PAID_BACKENDS = ("openai", "anthropic")
+
+
+def paid_roles(prepared: Prepared, api_key: str | None = None) -> list[str]:
+    """The LLM roles of a run that a provider bills: an API backend on a priced model, or on the
+    provider's own endpoint (no --base-url) even when the model has no price. A local
+    OpenAI-compatible server (--base-url, unpriced model) costs nothing and asks nothing. Each
+    paid role's key is checked here, so a missing key is the error, before any estimate."""
+    roles = [("generator", prepared.generator)]
+    roles += [("judge", prepared.judge)] if prepared.judge.kind == "llm" else []
+    roles += [("responder", prepared.responder)] if prepared.responder.kind == "llm" else []
+    paid = []
+    for name, settings in roles:
+        if settings.backend not in PAID_BACKENDS:
+            continue
+        backend = make_backend(settings, api_key)
+        if settings.base_url is None or prepared.prices.per_million(backend.name, backend.model):
+            paid.append(f"{name} {backend.name}:{backend.model}")
+    return paid
+
+
+def next_round(
+    run_dir: RunDir, prepared: Prepared, options: RunOptions, quota_by_category: dict[str, int]
+) -> tuple[int | None, pl.DataFrame]:
+    """The first round a run would still work on, and its planned calls; (None, no calls) when
+    every category already met its quota or no round is left."""
+    manifest = Manifest.load(run_dir.manifest)
+    records = manifest.data.get("stages", {}) if manifest is not None else {}
+    quota_by_part = source_quotas(quota_by_category, prepared.sources)
+    for round_index in range(1, prepared.taxonomy.settings.max_rounds + 1):
+        done = tally(run_dir, list(range(1, round_index)))
+        shortfall = round_shortfall(quota_by_category, quota_by_part, done)
+        if not shortfall:
+            break
+        if records.get(stage_key(round_index, "judge"), {}).get("status") == "done":
+            continue
+        tasks = read_plan(run_dir, round_index)
+        if tasks is None:
+            tasks = plan_round(
+                prepared.taxonomy,
+                round_index,
+                options.seed,
+                shortfall,
+                dict(done.calls_by_part),
+                dict(done.accepted_by_part),
+            )
+        return round_index, tasks
+    return None, plan_round(prepared.taxonomy, 1, options.seed, {}, {}, {})
+
+
+def _finished(run_dir: RunDir) -> bool:
+    """True for a run that already exported its corpus: a rerun only rebuilds it from cache."""
+    manifest = Manifest.load(run_dir.manifest)
+    return manifest is not None and manifest.data.get("status") == "done"
 
 
 def _cached_keys(run_dir: RunDir) -> set[str]:
@@ -192,22 +263,31 @@ def _cost(prepared: Prepared, estimate: RoleEstimate) -> float | None:
     )
 
 
-def render_dry_run(plan: DryRun) -> Group:
-    """The estimate as a per-category table and a few summary lines."""
+def render_dry_run(plan: DryRun, dry: bool = True) -> Group:
+    """The estimate as a per-category table and a few summary lines (`dry`: said to be a dry
+    run that called and wrote nothing; else shown before a paid run asks to start)."""
     generator = plan.generator
-    table = Table(title="round 1 generation calls (dry run)", title_justify="left")
+    which = f"round {plan.round_index}" if plan.round_index else "no round left"
+    title = f"{which}: generation calls" + (" (dry run)" if dry else " (estimate)")
+    table = Table(title=title, title_justify="left")
     for column in ("category", "quota", "calls", "input tokens (est.)"):
         table.add_column(column, justify="left" if column == "category" else "right")
     for category, quota in plan.quota_by_category.items():
         calls, tokens = generator.by_category.get(category, [0, 0])
         table.add_row(category, str(quota), str(calls), f"{tokens:,}")
+    later = plan.max_rounds - (plan.round_index or plan.max_rounds)
     lines = [
         *(_role_line(name, estimate) for name, estimate in plan.roles),
-        f"estimated cost of round 1 (and the responses): {_cost_text(plan.cost_usd)} "
+        f"estimated cost of {which} (and the responses): {_cost_text(plan.cost_usd)} "
         "(output tokens counted at max_tokens, so an upper bound)",
-        f"top-up rounds (up to {plan.max_rounds - 1} more) add calls only for categories "
-        "still short of quota. Nothing was called or written.",
+        f"top-up rounds (up to {later} more) add calls only for categories still short of quota."
+        if later
+        else "every category met its quota or no round is left; only the corpus is rebuilt."
+        if plan.round_index is None
+        else "this is the last round.",
     ]
+    if dry:
+        lines.append("Nothing was called or written.")
     return Group(table, *(Text(line) for line in lines))
 
 

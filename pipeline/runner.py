@@ -43,7 +43,15 @@ from pipeline.stages import judge as judge_stage
 from pipeline.stages import respond as respond_stage
 from pipeline.stages.respond import Responder
 from pipeline.store import FINAL_DIR, FINAL_ROUND, ROUND_PATTERN, RunDir, write_parquet_atomic
-from pipeline.tally import PLAN_FILE, Tally, generation_outcomes, kept_rows, read_plan, tally
+from pipeline.tally import (
+    PLAN_FILE,
+    Tally,
+    generation_outcomes,
+    kept_rows,
+    read_plan,
+    round_shortfall,
+    tally,
+)
 from pipeline.taxonomy import CONNECTION_FIELDS, BackendSettings, Taxonomy
 
 #: rows per checkpoint part for the stages after generate
@@ -173,18 +181,9 @@ def _run_rounds(
     with make_progress(console) as progress:
         for round_index in range(1, taxonomy.settings.max_rounds + 1):
             done = tally(run_dir, list(range(1, round_index)))
-            short = {
-                category
-                for category, quota in quota_by_category.items()
-                if quota > done.accepted_by_category[category]
-            }
-            if not short:
+            shortfall = round_shortfall(quota_by_category, quota_by_part, done)
+            if not shortfall:
                 break
-            shortfall = {
-                part: quota - done.accepted_by_part[part]
-                for part, quota in quota_by_part.items()
-                if part[0] in short
-            }
             tasks = _load_or_plan(run_dir, taxonomy, round_index, options.seed, shortfall, done)
             summary.rounds = round_index
             ctx = generate.GenerateContext(

@@ -28,6 +28,19 @@ class Tally:
     accepted_ids: set[str] = field(default_factory=set)
 
 
+def round_shortfall(
+    quota_by_category: dict[str, int], quota_by_part: dict[tuple[str, str], int], done: Tally
+) -> dict[tuple[str, str], int]:
+    """What the next round must still find, per (category, source), for every category short
+    of its quota; empty when every category met its quota (the run is done)."""
+    short = {c for c, quota in quota_by_category.items() if quota > done.accepted_by_category[c]}
+    return {
+        part: quota - done.accepted_by_part[part]
+        for part, quota in quota_by_part.items()
+        if part[0] in short
+    }
+
+
 def read_plan(run_dir: RunDir, round_index: int) -> pl.DataFrame | None:
     path = run_dir.round_dir(round_index) / PLAN_FILE
     return pl.read_parquet(path) if path.exists() else None

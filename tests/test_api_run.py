@@ -18,7 +18,9 @@ from typing import Any
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from pipeline.cli import app
 from tests.conftest import run_synth, write_taxonomy
 from tests.fake_llm_server import FakeLLMServer
 
@@ -50,6 +52,7 @@ def _api_args(taxonomy: Path, out: Path, server: FakeLLMServer, *extra: str) -> 
         server.url,
         "--timeout",
         "2",
+        "--yes",
         *extra,
     ]
 
@@ -223,6 +226,10 @@ def test_max_cost_stops_the_run_and_a_higher_cap_continues_without_repeating_a_c
         assert 0 < paid < _planned(out)
         status = run_synth("status", str(out))
         assert "cap $0.0010" in status.stdout
+        estimate = cli(*_api_args(taxonomy, out, server, "--dry-run"))
+        assert f"{_planned(out) - paid} calls, {paid} already cached" in estimate.stdout, (
+            "the estimate of a stopped run counts only what it would still send"
+        )
         more = cli(*_api_args(taxonomy, out, server, "--max-cost", "1"))
         assert more.exit_code == 0, more.output
     assert sorted(server.answered.values()) == [1] * _planned(out), "no call paid for twice"
@@ -263,3 +270,47 @@ def test_refusals_are_counted_per_category_and_cut_off_answers_never_parsed(
     assert "warning: openai:gpt-4o-mini refused" in status.stdout
     assert "prompts/generate/crime_advice.j2" in status.stdout
     assert "lookalike (" not in status.stdout, "cut-off answers are not refusals"
+
+
+def test_a_paid_run_prints_its_estimate_and_starts_only_when_confirmed(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --yes a run on a priced model prints what it will send and may cost; a batch job
+    (no terminal) is refused with one line, a 'n' typed in a terminal starts nothing, a 'y' starts
+    it. A rerun whose calls are all cached asks nothing."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "out"
+    with FakeLLMServer() as server:
+        args = [arg for arg in _api_args(taxonomy, out, server) if arg != "--yes"]
+        batch = cli(*args)
+        assert batch.exit_code == 2 and not out.exists() and server.requests == 0
+        (line,) = [line for line in batch.stderr.splitlines() if line.startswith("error:")]
+        assert "this run calls a paid API (generator openai:gpt-4o-mini;" in line
+        assert "pass --yes" in line
+        assert "round 1: generation calls (estimate)" in batch.stderr
+        monkeypatch.setattr("pipeline.cli._interactive", lambda: True)
+        declined = CliRunner().invoke(app, args, input="n\n")
+        assert declined.exit_code == 1 and not out.exists() and server.requests == 0
+        assert "Start this run (<= $" in declined.stderr
+        accepted = CliRunner().invoke(app, args, input="y\n")
+        assert accepted.exit_code == 0, accepted.output
+        paid = server.requests
+        assert paid == _planned(out)
+        rerun = CliRunner().invoke(app, args, input="")
+        assert rerun.exit_code == 0 and "Start this run" not in rerun.stderr
+    assert server.requests == paid
+
+
+def test_a_local_server_without_a_price_asks_nothing(
+    taxonomy: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenAI-compatible server on this machine (--base-url, a model with no price) is free:
+    the run starts without --yes and without an estimate."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    out = tmp_path / "out"
+    with FakeLLMServer() as server:
+        args = [arg for arg in _api_args(taxonomy, out, server) if arg != "--yes"]
+        args[args.index("gpt-4o-mini")] = "my-local-model"
+        result = cli(*args)
+    assert result.exit_code == 0, result.output
+    assert "(estimate)" not in result.stderr and server.requests == _planned(out)
