@@ -3,6 +3,10 @@
 A response is written (and committed) before the pipeline uses it, so a killed run replays every
 finished call for free. Raw text is stored, never the parsed result: fixing a parser reuses every
 paid response.
+
+It also keeps the run's batch jobs (`--batch-api`): a job's id and the keys of its requests are
+committed the moment it is submitted, so a restarted run polls the job instead of paying for a
+second one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ CREATE TABLE IF NOT EXISTS calls (
     output_tokens INTEGER NOT NULL,
     latency_s REAL NOT NULL,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    ended_at REAL
 )
 """
 
@@ -52,7 +64,7 @@ class CallCache:
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
+            self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise UserError(
                 f"{path}: not a usable call cache ({error}); move it away or rerun with --fresh"
@@ -86,6 +98,26 @@ class CallCache:
             ),
         )
 
+    def add_batch(self, batch_id: str, backend: str, model: str, keys: list[str]) -> None:
+        """Remember a submitted batch job and the cache keys it answers."""
+        self._db.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)",
+            (batch_id, backend, model, json.dumps(keys), time.time()),
+        )
+
+    def open_batches(self, backend: str, model: str) -> list[tuple[str, list[str]]]:
+        """Jobs of this backend and model whose results were not all read yet, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, keys FROM batches WHERE backend = ? AND model = ? AND ended_at IS NULL "
+            "ORDER BY submitted_at",
+            (backend, model),
+        )
+        return [(batch_id, json.loads(keys)) for batch_id, keys in rows]
+
+    def end_batch(self, batch_id: str) -> None:
+        """Every answer of the job is in the cache: it is never polled again."""
+        self._db.execute("UPDATE batches SET ended_at = ? WHERE id = ?", (time.time(), batch_id))
+
     def keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM calls")}
 
@@ -94,3 +126,22 @@ class CallCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+def open_batch_jobs(path: Path) -> list[tuple[str, str, float]]:
+    """(job id, backend:model, submitted at) of every batch job not read back yet, without
+    writing to the file (for `synth status`)."""
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT id, backend || ':' || model, submitted_at FROM batches "
+                "WHERE ended_at IS NULL ORDER BY submitted_at"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return []  # no batches table (a run without --batch-api) or a damaged file
+    return [(str(job), str(who), float(at)) for job, who, at in rows]

@@ -177,6 +177,14 @@ def run(
             help="Print the planned calls, tokens and cost estimate; call nothing, write nothing.",
         ),
     ] = False,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send the openai/anthropic calls through the provider's batch API: half price, "
+            "answers within 24 h; a restarted run polls its submitted jobs instead of resending.",
+        ),
+    ] = False,
     yes: Annotated[
         bool,
         typer.Option(
@@ -225,6 +233,7 @@ def run(
         fuzzy_threshold=fuzzy_threshold,
         embedding_threshold=embedding_threshold,
         fresh=fresh,
+        batch_api=batch_api,
     )
     if dry_run:
         from pipeline.dryrun import dry_run as estimate

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -63,6 +63,8 @@ class RunOptions:
     fuzzy_threshold: float | None = None
     embedding_threshold: float | None = None
     fresh: bool = False
+    #: --batch-api: every LLM role on openai/anthropic goes through the provider's batch API
+    batch_api: bool = False
 
 
 @dataclass
@@ -143,6 +145,7 @@ def prepare(options: RunOptions) -> Prepared:
         first = error.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "dedup"
         raise UserError(f"{flag}: {first['msg']} (got {first.get('input')!r})") from None
+    generator, judge, responder = _batch_api(options.batch_api, generator, judge, responder)
     # the LLM judge's backend is built when the judge first runs, after generation is paid
     # for: a misspelt name must fail here, before any call
     require_known_backend(generator.backend, "--backend")
@@ -268,3 +271,35 @@ def _backend_overrides(backend: str | None, model: str | None) -> dict[str, Any]
     if model is not None:
         overrides["model"] = model
     return overrides
+
+
+#: backends with a batch API (OpenAI Batch, Anthropic Message Batches)
+BATCH_API_BACKENDS = ("openai", "anthropic")
+
+Role = TypeVar("Role", GeneratorSettings, JudgeSettings, ResponderSettings)
+
+
+def _batch_api(
+    wanted: bool, generator: GeneratorSettings, judge: JudgeSettings, responder: ResponderSettings
+) -> tuple[GeneratorSettings, JudgeSettings, ResponderSettings]:
+    """Turn the batch API on (--batch-api) for every LLM role that has one, and refuse it, from
+    the flag or the taxonomy, where the backend has none."""
+    roles = [("generator", generator, True), ("judge", judge, judge.kind == "llm")]
+    roles.append(("responder", responder, responder.kind == "llm"))
+    able = [name for name, role, used in roles if used and role.backend in BATCH_API_BACKENDS]
+    if wanted and not able:
+        raise UserError(
+            f"--batch-api needs an openai or anthropic backend (the generator is "
+            f"{generator.backend}); the local, vllm and template backends answer at once"
+        )
+    for name, role, used in roles:
+        if used and role.batch_api and role.backend not in BATCH_API_BACKENDS:
+            raise UserError(
+                f"settings.{name}.batch_api: the {role.backend} backend has no batch API "
+                "(only openai and anthropic do)"
+            )
+
+    def on(role: Role, name: str) -> Role:
+        return role.model_copy(update={"batch_api": True}) if wanted and name in able else role
+
+    return on(generator, "generator"), on(judge, "judge"), on(responder, "responder")

@@ -25,7 +25,7 @@ from pipeline.callcache import CallCache, call_key
 from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.judges import Item
 from pipeline.judges.llm import LLMJudge
-from pipeline.llm import CallStats, request_tokens
+from pipeline.llm import BATCH_PRICE_FACTOR, CallStats, request_tokens
 from pipeline.manifest import Manifest, stage_key
 from pipeline.plan import LLM_SOURCE, plan_round, quotas, source_quotas
 from pipeline.prices import format_cost
@@ -47,6 +47,8 @@ class RoleEstimate:
     input_tokens: int = 0
     max_output_tokens: int = 0
     cost_usd: float | None = 0.0
+    #: answered through the provider's batch API, at its price
+    batch_api: bool = False
     by_category: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
 
@@ -88,7 +90,9 @@ def dry_run(options: RunOptions, prepared: Prepared | None = None) -> DryRun:
     run_dir = RunDir(options.out)
     round_index, tasks = next_round(run_dir, prepared, options, quota_by_category)
     cached = _cached_keys(run_dir)
-    generator = RoleEstimate(generator_backend.name, generator_backend.model)
+    generator = RoleEstimate(
+        generator_backend.name, generator_backend.model, batch_api=generator_backend.batch_api
+    )
     # the template generator answers its share of the plan without any call
     llm_tasks = tasks.filter(pl.col("source") == LLM_SOURCE)
     for task in llm_tasks.iter_rows(named=True):
@@ -243,7 +247,7 @@ def _role_estimate(
 ) -> RoleEstimate:
     """`calls` calls whose prompt size is the average over one exemplar per category."""
     sizes = [request_tokens(request_for(c)) for c in prepared.taxonomy.categories]
-    estimate = RoleEstimate(backend.name, backend.model, calls=calls)
+    estimate = RoleEstimate(backend.name, backend.model, calls=calls, batch_api=backend.batch_api)
     estimate.input_tokens = calls * sum(sizes) // max(len(sizes), 1)
     estimate.max_output_tokens = calls * max_tokens
     estimate.cost_usd = _cost(prepared, estimate)
@@ -258,9 +262,11 @@ class _NoClient:
 
 
 def _cost(prepared: Prepared, estimate: RoleEstimate) -> float | None:
-    return prepared.prices.cost(
+    cost = prepared.prices.cost(
         estimate.backend, estimate.model, estimate.input_tokens, estimate.max_output_tokens
     )
+    factor = BATCH_PRICE_FACTOR if estimate.batch_api else 1.0
+    return None if cost is None else cost * factor
 
 
 def render_dry_run(plan: DryRun, dry: bool = True) -> Group:
@@ -293,6 +299,7 @@ def render_dry_run(plan: DryRun, dry: bool = True) -> Group:
 
 def _role_line(role: str, estimate: RoleEstimate) -> str:
     cached = f", {estimate.cached} already cached" if estimate.cached else ""
+    cached += " (batch API, half price)" if estimate.batch_api else ""
     return (
         f"{role} {estimate.backend}:{estimate.model}: {estimate.calls} calls{cached}, "
         f"~{estimate.input_tokens:,} input tokens, at most {estimate.max_output_tokens:,} output "

@@ -10,7 +10,8 @@ and the progress bars.
 One event loop lives as long as the client, so the in-flight limit and the rate limiters hold
 across batches instead of starting afresh (with a full burst) at each one. The in-flight limit
 adapts (halved on 429, regrown slowly), a circuit breaker stops a client whose calls mostly fail,
-and the run's budget is reserved before each call is sent (`pipeline.flow`).
+and the run's budget is reserved before each call is sent (`pipeline.flow`). With the backend's
+batch API on, cache misses go out as batch jobs instead (`pipeline.batches`), at the batch price.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipeline.backends.base import (
     Response,
     TransientBackendError,
 )
+from pipeline.batches import answer_by_batches
 from pipeline.callcache import CallCache, call_key
 from pipeline.errors import UserError
 from pipeline.events import EventLog
@@ -47,6 +49,8 @@ T = TypeVar("T")
 #: the longest the client waits between two attempts, whatever Retry-After says
 MAX_WAIT_S = 120.0
 _backoff = wait_exponential_jitter(initial=1.0, max=60.0, jitter=1.0)
+#: what a batch API answer costs against the listed price (both providers halve it)
+BATCH_PRICE_FACTOR = 0.5
 #: finish reasons of an answer that stopped early: asked again, then recorded, never parsed
 BAD_FINISHES = frozenset({"length", "content_filter"})
 
@@ -138,6 +142,9 @@ class LLMClient:
         self._requests_limit: AsyncLimiter | None = None
         self._tokens_limit: AsyncLimiter | None = None
         self.retries = 0  # transient failures retried so far by this client
+        #: told how batch jobs stand while the client waits for them (the progress bar)
+        self.on_status: Callable[[str], None] | None = None
+        self.price_factor = BATCH_PRICE_FACTOR if backend.batch_api else 1.0
         if (
             self.budget.cap_usd is not None
             and self.prices.per_million(backend.name, backend.model) is None
@@ -159,12 +166,13 @@ class LLMClient:
         cost = self.prices.cost(
             self.backend.name, self.backend.model, request_tokens(request), request.max_tokens
         )
-        return cost or 0.0
+        return (cost or 0.0) * self.price_factor
 
     def cost(self, response: Response) -> float | None:
-        return self.prices.cost(
+        cost = self.prices.cost(
             self.backend.name, self.backend.model, response.input_tokens, response.output_tokens
         )
+        return None if cost is None else cost * self.price_factor
 
     # -- the event loop -------------------------------------------------------------------------
 
@@ -221,7 +229,7 @@ class LLMClient:
         The in-flight limit is first come, first served, so earlier requests finish first and a
         caller writing checkpoints in order is never starved by later ones.
         """
-        if self.backend.batched:
+        if self.backend.batched or self.backend.batch_api:
             whole = asyncio.ensure_future(self._answer_batch(requests, stats, on_done))
             return [_pick(whole, index) for index in range(len(requests))]
         return [asyncio.ensure_future(self._answer(r, stats, on_done)) for r in requests]
@@ -236,7 +244,7 @@ class LLMClient:
         response = self.cache.get(key)
         if response is None:
             response = await self._call_with_retries(request, stats)
-            self._commit(key, request, response)
+            self.commit(key, request, response)
         self._count(response, stats, on_done)
         return response
 
@@ -246,21 +254,28 @@ class LLMClient:
         stats: CallStats,
         on_done: Callable[[Response], None] | None,
     ) -> list[Response]:
-        """For backends that want every request at once: one call for all cache misses."""
+        """For backends that want every request at once: one call for all cache misses (vLLM),
+        or batch jobs (a provider's batch API)."""
         keys = [self.key(request) for request in requests]
         answers: list[Response | None] = [self.cache.get(key) for key in keys]
         missing = [index for index, answer in enumerate(answers) if answer is None]
-        if missing:
+        if missing and self.backend.batch_api:
+            fresh_by_key = await answer_by_batches(
+                self, {keys[index]: requests[index] for index in missing}, self.on_status
+            )
+            for index in missing:
+                answers[index] = fresh_by_key.get(keys[index]) or self.cache.get(keys[index])
+        elif missing:
             fresh = await self.backend.generate([requests[index] for index in missing])
             for index, response in zip(missing, fresh, strict=True):
-                self._commit(keys[index], requests[index], response)
+                self.commit(keys[index], requests[index], response)
                 answers[index] = response
         for answer in answers:
             assert answer is not None
             self._count(answer, stats, on_done)
         return [answer for answer in answers if answer is not None]
 
-    def _commit(self, key: str, request: Request, response: Response) -> None:
+    def commit(self, key: str, request: Request, response: Response) -> None:
         # committed before anyone sees it: a kill after this line costs nothing
         self.cache.put(key, self.backend.name, self.backend.model, request, response)
         self.events.write(

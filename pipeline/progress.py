@@ -31,7 +31,7 @@ def in_flight_label(llm: LLMClient) -> str | None:
     """The adaptive in-flight limit against its ceiling ("limit 4/16"), for clients that send
     calls one by one with more than one in flight; it shrinks on 429s and regrows."""
     limit = llm.limit
-    if llm.backend.batched or limit.upper <= 1:
+    if llm.backend.batched or llm.backend.batch_api or limit.upper <= 1:
         return None
     return f"limit {limit.limit}/{limit.upper}"
 
@@ -52,9 +52,9 @@ class _RateColumn(ProgressColumn):
         cost = task.fields.get("cost")
         if cost:
             text += f" {cost}"
-        in_flight = task.fields.get("in_flight")
-        if in_flight:
-            text += f" {in_flight}"
+        for note in ("in_flight", "batch"):
+            if task.fields.get(note):
+                text += f" {task.fields[note]}"
         return Text(text, style="progress.data.speed")
 
 

@@ -549,7 +549,11 @@ def _run_generate(
                 asyncio.ensure_future(answer).cancel()
 
     if missing:
-        ctx.llm.run_async(stream())
+        ctx.llm.on_status = lambda text: progress.update(bar, batch=text)
+        try:
+            ctx.llm.run_async(stream())
+        finally:
+            ctx.llm.on_status = None
     note_calls()
     progress.update(bar, completed=tasks.height)
 

@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.callcache import open_batch_jobs
 from pipeline.errors import UserError
 from pipeline.manifest import Manifest, stage_key
 from pipeline.prices import format_cost
@@ -158,6 +159,14 @@ def render_status(root: Path) -> Group:
         str(root),
     )
     parts += [Text(f"warning: {line}", style="yellow") for line in warnings]
+    for job, who, submitted in open_batch_jobs(run_dir.calls):
+        parts.append(
+            Text(
+                f"batch job {job} ({who}) submitted {_when(submitted)} is not read back yet: "
+                "rerun the same command to poll it",
+                style="cyan",
+            )
+        )
     spend = _spend(data.get("stages", {}), data.get("max_cost_usd"))
     return Group(*parts, _corpus(root, data), spend)
 

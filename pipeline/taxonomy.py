@@ -60,6 +60,12 @@ class BackendSettings(StrictModel):
     max_retries: int = Field(6, ge=0, le=50)
     #: an answer cut off at max_tokens or stopped by a content filter is asked again this often
     finish_retries: int = Field(1, ge=0, le=10)
+    #: send requests through the provider's batch API (OpenAI Batch, Anthropic Message Batches):
+    #: half price, answers within 24 h; the job ids are kept in calls.sqlite, so a restarted run
+    #: polls its jobs instead of submitting them again
+    batch_api: bool = False
+    #: seconds between two looks at a batch job
+    batch_poll_s: float = Field(30.0, gt=0, le=3600)
 
 
 #: `BackendSettings` fields that never change results (left out of the resume check)
@@ -73,6 +79,8 @@ CONNECTION_FIELDS = frozenset(
         "timeout_s",
         "max_retries",
         "finish_retries",
+        "batch_api",
+        "batch_poll_s",
     }
 )
 

@@ -5,10 +5,17 @@ It stands in where the real thing cannot run here: no OpenAI or Anthropic endpoi
 from this machine or CI, and a real server cannot be told to fail on cue. The real
 OpenAI-compatible server (llama.cpp's) is tested separately. Every request is counted by its
 identity (prompt or messages, seed), so tests can prove that no call was answered twice.
+
+It also imitates the shapes of the two batch APIs (no real batch endpoint can be reached here):
+OpenAI's file upload, `/v1/batches` and file content, and Anthropic's `/v1/messages/batches` with
+its results; a job ends after `batch_polls_to_end` looks at it (never while that is None), and
+its requests are answered then, each counted like a direct call.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
 import re
@@ -79,6 +86,10 @@ class FakeLLMServer:
         self.keys_seen: set[str] = set()
         self.paths: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
+        #: batch jobs by id, files by id; a job ends on this many polls (None: it never does)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}
+        self.batch_polls_to_end: int | None = 1
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -188,6 +199,168 @@ class FakeLLMServer:
             "usage": {"input_tokens": 120, "output_tokens": 30},
         }
 
+    # -- the batch APIs' shapes ------------------------------------------------------------------
+
+    def upload(self, content_type: str, raw: bytes) -> dict[str, Any]:
+        """A multipart upload: keep the JSONL file part."""
+        message = email.message_from_bytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw, policy=email.policy.HTTP
+        )
+        data = next(
+            part.get_payload(decode=True)
+            for part in message.iter_parts()  # type: ignore[attr-defined]
+            if part.get_param("name", header="content-disposition") == "file"
+        )
+        with self.lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": 0,
+            "filename": "requests.jsonl",
+            "purpose": "batch",
+            "status": "processed",
+        }
+
+    def create_job(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        anthropic = path.startswith("/v1/messages")
+        if anthropic:
+            requests = [("/v1/messages", r["custom_id"], r["params"]) for r in body["requests"]]
+        else:
+            lines = self.files[body["input_file_id"]].decode().splitlines()
+            parsed = [json.loads(line) for line in lines if line.strip()]
+            requests = [(line["url"], line["custom_id"], line["body"]) for line in parsed]
+        with self.lock:
+            job_id = f"{'msgbatch' if anthropic else 'batch'}_{len(self.jobs) + 1}"
+            self.jobs[job_id] = {
+                "anthropic": anthropic,
+                "requests": requests,
+                "polls": 0,
+                "ended": False,
+                "endpoint": body.get("endpoint"),
+            }
+        return self._job_body(job_id)
+
+    def poll_job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        with self.lock:
+            job["polls"] += 1
+            due = self.batch_polls_to_end is not None and job["polls"] >= self.batch_polls_to_end
+        if due and not job["ended"]:
+            self._end_job(job_id)
+        return self._job_body(job_id)
+
+    def _end_job(self, job_id: str) -> None:
+        """Answer every request of the job, as the direct endpoints would, into its results."""
+        job = self.jobs[job_id]
+        lines = []
+        errors = []
+        for path, custom_id, body in job["requests"]:
+            identity = request_identity(body)
+            with self.lock:
+                ordinal = self.requests
+                self.requests += 1
+                self.received[identity] += 1
+                self.paths[path] += 1
+                self.bodies.append(body)
+            fault = self.faults(ordinal, identity) or self.text_faults(
+                json.dumps([body.get("prompt"), body.get("messages")], ensure_ascii=False)
+            )
+            if fault and fault not in ANSWERED_FAULTS:
+                if job["anthropic"]:
+                    error = {"type": "error", "error": {"type": "api_error", "message": "failed"}}
+                    lines.append(
+                        {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
+                    )
+                else:
+                    errors.append(
+                        {
+                            "id": f"req-{ordinal}",
+                            "custom_id": custom_id,
+                            "error": None,
+                            "response": {
+                                "status_code": 500,
+                                "request_id": "r",
+                                "body": _error("internal error"),
+                            },
+                        }
+                    )
+                continue
+            answer = self.answer(path, body, identity, fault)
+            with self.lock:
+                self.answered[identity] += 1
+            if job["anthropic"]:
+                lines.append(
+                    {"custom_id": custom_id, "result": {"type": "succeeded", "message": answer}}
+                )
+            else:
+                lines.append(
+                    {
+                        "id": f"req-{ordinal}",
+                        "custom_id": custom_id,
+                        "error": None,
+                        "response": {"status_code": 200, "request_id": "r", "body": answer},
+                    }
+                )
+        jsonl = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        with self.lock:
+            if job["anthropic"]:
+                self.files[f"{job_id}-results"] = jsonl
+            else:
+                job["output_file_id"] = f"file-{job_id}-out"
+                self.files[job["output_file_id"]] = jsonl
+                if errors:
+                    job["error_file_id"] = f"file-{job_id}-err"
+                    self.files[job["error_file_id"]] = "".join(
+                        json.dumps(line) + "\n" for line in errors
+                    ).encode()
+            job["ended"] = True
+            job["failed"] = len(errors)
+
+    def _job_body(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        total, ended = len(job["requests"]), job["ended"]
+        if job["anthropic"]:
+            return {
+                "id": job_id,
+                "type": "message_batch",
+                "processing_status": "ended" if ended else "in_progress",
+                "request_counts": {
+                    "processing": 0 if ended else total,
+                    "succeeded": total if ended else 0,
+                    "errored": 0,
+                    "canceled": 0,
+                    "expired": 0,
+                },
+                "created_at": "2026-01-01T00:00:00Z",
+                "expires_at": "2026-01-02T00:00:00Z",
+                "ended_at": "2026-01-01T01:00:00Z" if ended else None,
+                "archived_at": None,
+                "cancel_initiated_at": None,
+                "results_url": f"{self.root_url}/v1/messages/batches/{job_id}/results"
+                if ended
+                else None,
+            }
+        failed = job.get("failed", 0)
+        return {
+            "id": job_id,
+            "object": "batch",
+            "endpoint": job["endpoint"],
+            "input_file_id": "file-in",
+            "completion_window": "24h",
+            "created_at": 0,
+            "status": "completed" if ended else "in_progress",
+            "output_file_id": job.get("output_file_id"),
+            "error_file_id": job.get("error_file_id"),
+            "request_counts": {
+                "total": total,
+                "completed": total - failed if ended else 0,
+                "failed": failed,
+            },
+        }
+
     # -- the HTTP side --------------------------------------------------------------------------
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -200,11 +373,27 @@ class FakeLLMServer:
                 return None
 
             def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                path = self.path.split("?")[0]
+                if path.startswith("/v1/files/") and path.endswith("/content"):
+                    file_id = path.split("/")[3]
+                    self._raw(200, server.files[file_id], {"content-type": "application/jsonl"})
+                elif path.endswith("/results"):
+                    self._raw(200, server.files[path.split("/")[4] + "-results"])
+                elif path.startswith(("/v1/batches/", "/v1/messages/batches/")):
+                    self._send(200, server.poll_job(path.rsplit("/", 1)[1]))
+                else:
+                    self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if self.path == "/v1/files":
+                    self._send(200, server.upload(self.headers.get("content-type", ""), raw))
+                    return
+                if self.path in ("/v1/batches", "/v1/messages/batches"):
+                    self._send(200, server.create_job(self.path, json.loads(raw)))
+                    return
+                body = json.loads(raw or b"{}")
                 key = self.headers.get("x-api-key") or self.headers.get(
                     "authorization", ""
                 ).removeprefix("Bearer ")

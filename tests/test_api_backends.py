@@ -8,6 +8,7 @@ API shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -421,3 +422,66 @@ def test_cut_off_and_filtered_answers_are_asked_again_then_recorded(tmp_path: Pa
     assert stats.cost_usd == pytest.approx(7 * (100 * 0.15 + 40 * 0.60) / 1e6)
     assert [a.finish_reason for a in again] == [a.finish_reason for a in answers]
     assert server.requests == 7, "the recorded failures replay from the cache"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_batch_api_answers_at_half_price_and_a_restart_polls_the_same_job(
+    tmp_path: Path, provider: str
+) -> None:
+    """The batch API path against the fake server's imitation of each provider's batch
+    endpoints: a client stopped while its job runs (as a kill would) leaves the job's id in
+    calls.sqlite; the next client polls that job instead of submitting another, and pays once."""
+    with FakeLLMServer() as server:
+        url = server.url if provider == "openai" else server.root_url
+        server.batch_polls_to_end = None  # the job runs until the test says so
+        first = _client(tmp_path, provider, url, batch_api=True, batch_poll_s=0.05)
+
+        async def stopped_while_the_job_runs() -> None:
+            work = asyncio.ensure_future(first.answer_all(_requests(6), CallStats()))
+            while not server.jobs:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # a few polls
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+
+        first.run_async(stopped_while_the_job_runs())
+        first.close()
+        assert len(server.jobs) == 1 and server.requests == 0
+        server.batch_polls_to_end = 1
+        second = _client(tmp_path, provider, url, batch_api=True, batch_poll_s=0.05)
+        stats = CallStats()
+        statuses: list[str] = []
+        second.on_status = statuses.append
+        answers = second.run(_requests(6), stats)
+        replay = second.run(_requests(6), CallStats())
+        second.close()
+    assert len(server.jobs) == 1, "the restarted client polled the job it found"
+    assert sorted(server.answered.values()) == [1] * 6
+    assert all(answer.text.startswith("1. ") for answer in answers)
+    assert [a.text for a in replay] == [a.text for a in answers]
+    assert stats.calls == 6 and statuses[-1] == "batch: 1 job, 6/6 answered"
+    tokens_in, tokens_out = (100, 40) if provider == "openai" else (120, 30)
+    listed = 6 * (tokens_in * 0.15 + tokens_out * 0.60) / 1e6
+    assert stats.cost_usd == pytest.approx(listed / 2), "batch answers cost half the list price"
+    events = [e["event"] for e in read_events(tmp_path / "events.jsonl")]
+    assert events.count("batch_submitted") == 1 and "batch_resumed" in events
+
+
+def test_batch_requests_that_fail_are_resubmitted_then_stop_the_run(tmp_path: Path) -> None:
+    """Requests a job errored on go out again in a new job; when they fail every time the run
+    stops with one line after max_retries + 1 submissions."""
+    broken = {_identity(2)}
+    with FakeLLMServer(faults=lambda _, identity: "500" if identity in broken else None) as server:
+        client = _client(
+            tmp_path, "openai", server.url, batch_api=True, batch_poll_s=0.01, max_retries=2
+        )
+        with pytest.raises(FatalBackendError, match=r"left 1 requests unanswered after 3 sub"):
+            client.run(_requests(4), CallStats())
+        client.close()
+        assert len(server.jobs) == 1 + 2 and server.received[_identity(2)] == 3
+        broken.clear()
+        retry = _client(tmp_path, "openai", server.url, batch_api=True, batch_poll_s=0.01)
+        answers = retry.run(_requests(4), CallStats())
+        retry.close()
+    assert len(answers) == 4 and len(server.jobs) == 4, "only the failed request went out again"
+    assert sorted(server.answered.values()) == [1] * 4

@@ -314,3 +314,58 @@ def test_a_local_server_without_a_price_asks_nothing(
         result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "(estimate)" not in result.stderr and server.requests == _planned(out)
+
+
+def test_a_killed_batch_api_run_polls_its_job_after_a_restart(tmp_path: Path) -> None:
+    """`synth run --batch-api` killed (SIGKILL) while its job runs at the fake server's imitation
+    of the Batch API: the rerun finds the job in calls.sqlite and polls it; no second job, no
+    call paid twice, and the cost is counted at half price."""
+    taxonomy = write_taxonomy(
+        tmp_path,
+        settings={"calls_per_batch": 1, "items_per_call": 4, "max_rounds": 1},
+        edit=lambda document: document["settings"]["generator"].update(batch_poll_s=0.05),
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "COLUMNS": "200"}
+    with FakeLLMServer() as server:
+        server.batch_polls_to_end = None
+        args = _api_args(taxonomy, out, server, "--batch-api", "--chat")
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "synth"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        deadline = time.time() + 120
+        while not server.jobs and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert len(server.jobs) == 1 and server.requests == 0
+        status = run_synth("status", str(out))
+        assert "batch job batch_1 (openai:gpt-4o-mini) submitted" in status.stdout
+        server.batch_polls_to_end = 1
+        rerun = run_synth(*args, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(server.jobs) == 1, "the restarted run submitted its calls again"
+    assert sorted(server.answered.values()) == [1] * _planned(out)
+    assert server.paths["/v1/chat/completions"] == _planned(out), "answered inside the job"
+    manifest = json.loads((out / "run.json").read_text())
+    record = manifest["stages"]["round-001/generate"]
+    listed = record["calls"] * (100 * 0.15 + 40 * 0.60) / 1e6
+    assert record["cost_usd"] == pytest.approx(listed / 2)
+    rows = pl.read_parquet(out / "round-001" / "generate" / "*.parquet")
+    assert rows.filter(pl.col("rejected_by").is_null()).height > 0
+    assert "batch job" not in run_synth("status", str(out)).stdout
+
+
+def test_batch_api_on_a_backend_without_one_is_one_line(
+    small_taxonomy: Path, tmp_path: Path, cli: Any
+) -> None:
+    result = cli("run", "--taxonomy", small_taxonomy, "--out", tmp_path / "out", "--batch-api")
+    assert result.exit_code == 2
+    assert "--batch-api needs an openai or anthropic backend (the generator is local)" in (
+        result.stderr
+    )
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,10 @@ Chat only (the Messages API has no plain completion). A request's JSON schema be
 forced tool whose input is the verdict, the documented way to get JSON from the API. The current
 SDK takes no sampling parameters on `messages.create`: temperature, top_p and seed still key the
 call cache, but the model samples with its own defaults.
+
+With `batch_api` the same parameters go to Message Batches instead (custom id = the call's cache
+key): `messages.batches.create`, polled with `retrieve` until its processing status is `ended`,
+and its results read back with `messages.batches.results`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.backends.api import APIBackend
-from pipeline.backends.base import Request, Response, TransientBackendError
+from pipeline.backends.base import (
+    BatchResult,
+    BatchState,
+    Request,
+    Response,
+    TransientBackendError,
+)
 from pipeline.errors import UserError
 from pipeline.taxonomy import BackendSettings
 
@@ -100,3 +110,38 @@ class AnthropicBackend(APIBackend):
             latency_s=latency_s,
             parsed=parsed,
         )
+
+    async def submit_batch(self, items: Sequence[tuple[str, Request]]) -> str:
+        requests = [{"custom_id": key, "params": self._params(request)} for key, request in items]
+        job = await self.guarded(lambda: self.client().messages.batches.create(requests=requests))
+        return str(job.id)
+
+    async def poll_batch(self, batch_id: str) -> BatchState:
+        job = await self.guarded(lambda: self.client().messages.batches.retrieve(batch_id))
+        counts = job.request_counts
+        finished = counts.succeeded + counts.errored + counts.canceled + counts.expired
+        return BatchState(
+            ended=job.processing_status == "ended",
+            status=str(job.processing_status),
+            done=finished,
+            total=finished + counts.processing,
+        )
+
+    async def batch_results(self, batch_id: str) -> dict[str, BatchResult]:
+        results: dict[str, BatchResult] = {}
+
+        async def read() -> None:
+            async for entry in await self.client().messages.batches.results(batch_id):
+                outcome = entry.result
+                if outcome.type == "succeeded":
+                    try:
+                        results[entry.custom_id] = self._response(outcome.message, 0.0)
+                    except TransientBackendError as error:
+                        results[entry.custom_id] = str(error)
+                else:
+                    error = getattr(getattr(outcome, "error", None), "error", None)
+                    detail = getattr(error, "message", None) or outcome.type
+                    results[entry.custom_id] = f"{outcome.type}: {detail}"
+
+        await self.guarded(read)
+        return results

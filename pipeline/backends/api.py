@@ -113,6 +113,8 @@ class APIBackend(Backend):
         self.tokens_per_minute = settings.tokens_per_minute
         self.max_retries = settings.max_retries
         self.finish_retries = settings.finish_retries
+        self.batch_api = settings.batch_api
+        self.batch_poll_s = settings.batch_poll_s
         self.timeout_s = settings.timeout_s
         self._flag_key = api_key
         self._client: Any = None

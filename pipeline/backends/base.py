@@ -56,6 +56,22 @@ class Response:
     cached: bool = field(default=False, compare=False)
 
 
+@dataclass
+class BatchState:
+    """Where a provider's batch job stands: `ended` once no request in it will change any more
+    (completed, expired or cancelled); `failure` when the whole job was rejected."""
+
+    ended: bool
+    status: str
+    done: int = 0
+    total: int = 0
+    failure: str | None = None
+
+
+#: what a batch job gave for one request: its answer, or the error that request got
+BatchResult = Response | str
+
+
 class TransientBackendError(Exception):
     """A failure worth retrying: 429, 5xx, a timeout, a dropped connection, a malformed body.
 
@@ -96,6 +112,11 @@ class Backend(ABC):
     #: times an answer cut off (`length`) or filtered (`content_filter`) is asked again before it
     #: is recorded as a failed call; 0 where a retry would repeat the same answer (seeded local)
     finish_retries: int = 0
+    #: True when requests go through the provider's batch API (half price, up to 24 h):
+    #: `submit_batch`, `poll_batch` and `batch_results` are used instead of `generate`
+    batch_api: bool = False
+    #: seconds between two looks at a batch job
+    batch_poll_s: float = 30.0
 
     @property
     @abstractmethod
@@ -106,6 +127,17 @@ class Backend(ABC):
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
         """Answer every request, in order. Raise `TransientBackendError` for what a retry may
         fix and `FatalBackendError` for what it cannot."""
+
+    async def submit_batch(self, items: Sequence[tuple[str, Request]]) -> str:
+        """Submit (custom id, request) pairs as one batch job; returns the job's id."""
+        raise FatalBackendError(f"the {self.name} backend has no batch API")
+
+    async def poll_batch(self, batch_id: str) -> BatchState:
+        raise FatalBackendError(f"the {self.name} backend has no batch API")
+
+    async def batch_results(self, batch_id: str) -> dict[str, BatchResult]:
+        """Every finished request of an ended job by custom id: its answer or its error."""
+        raise FatalBackendError(f"the {self.name} backend has no batch API")
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail fast, before any work, on what is missing locally (an API key, a package)."""
