@@ -353,6 +353,59 @@ def inspect(
         out_console.print(render_groups(rows, stage, limit))
 
 
+@app.command("eval")
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with an exported corpus.")],
+    test: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--test",
+            help="Labelled test file (.csv, .jsonl or .parquet; columns text, label safe/unsafe, "
+            "optional category). Repeat for several. Default: the corpus's own test split.",
+        ),
+    ] = None,
+    embedder: Annotated[
+        str, typer.Option(help="Sentence embedder: e5 (offline default) or st:<name-or-path>.")
+    ] = "e5",
+) -> None:
+    """Train a logistic regression on the run's corpus embeddings and print per-class
+    precision, recall and F1 on each test set (predictions go to RUN/eval/)."""
+    from rich.progress import Progress
+
+    from pipeline.evaluate import evaluate
+    from pipeline.progress import make_progress
+
+    with user_errors():
+        progress: Progress
+        with make_progress(err_console) as progress:
+            bar = progress.add_task("embed", total=None, unit="texts")
+            result = evaluate(
+                run_dir,
+                test or [],
+                embedder,
+                lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+    out_console.print(f"trained on {result.train_items} train-split items of {run_dir}")
+    for report in result.reports:
+        title = "safety (safe/unsafe)" if report.task == "label" else "harm category"
+        table = Table(title=f"{report.test}: {title}", title_justify="left")
+        for column in ("class", "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for score in [*report.classes, report.weighted]:
+            table.add_row(
+                score.label,
+                f"{score.precision:.3f}",
+                f"{score.recall:.3f}",
+                f"{score.f1:.3f}",
+                str(score.support),
+                style="bold" if score.label == "weighted avg" else None,
+            )
+        table.caption = f"accuracy {report.accuracy:.3f}"
+        out_console.print(table)
+    paths = ", ".join(str(path) for path in result.predictions)
+    out_console.print(f"predictions: {paths}; scores: {run_dir / 'eval' / 'results.json'}")
+
+
 @app.command()
 def validate(
     taxonomy: Annotated[Path, typer.Argument(help="Taxonomy YAML to check.")] = Path(

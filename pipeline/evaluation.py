@@ -15,10 +15,14 @@ class ClassScore:
     support: int
 
 
-def per_class_scores(truth: Sequence[str], predicted: Sequence[str]) -> list[ClassScore]:
-    """One score per label that occurs in `truth`, in sorted order."""
+def per_class_scores(
+    truth: Sequence[str], predicted: Sequence[str], include_predicted: bool = False
+) -> list[ClassScore]:
+    """One score per label that occurs in `truth` (and, with `include_predicted`, in
+    `predicted` too, as scikit-learn's classification_report lists them), in sorted order."""
     scores = []
-    for label in sorted(set(truth)):
+    labels = set(truth) | (set(predicted) if include_predicted else set())
+    for label in sorted(labels):
         true_positive = sum(
             t == label and p == label for t, p in zip(truth, predicted, strict=True)
         )
@@ -38,3 +42,21 @@ def macro_f1(scores: Sequence[ClassScore]) -> float:
 def weighted_f1(scores: Sequence[ClassScore]) -> float:
     total = sum(score.support for score in scores)
     return sum(score.f1 * score.support for score in scores) / total if total else 0.0
+
+
+def weighted_average(scores: Sequence[ClassScore]) -> ClassScore:
+    """Precision, recall and F1 each weighted by support: the overall row papers report."""
+    total = sum(score.support for score in scores)
+
+    def mean(values: list[float]) -> float:
+        if not total:
+            return 0.0
+        return sum(v * s.support for v, s in zip(values, scores, strict=True)) / total
+
+    return ClassScore(
+        "weighted avg",
+        mean([s.precision for s in scores]),
+        mean([s.recall for s in scores]),
+        mean([s.f1 for s in scores]),
+        total,
+    )
