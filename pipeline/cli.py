@@ -277,7 +277,7 @@ def run(
         f"({stats.input_tokens:,} tokens in, {stats.output_tokens:,} out, "
         f"est. {format_cost(stats.cost_usd, stats.unpriced_calls)}), "
         f"{stats.cache_hits} replayed from the cache, {stats.retries} retried. "
-        f"`synth status {out}` shows more.",
+        f"`synth status {out}` shows more; report: {summary.report}",
         soft_wrap=True,
     )
 
@@ -351,6 +351,24 @@ def inspect(
             raise UserError("--rejected and --kept exclude each other; pass one")
         rows = select_rows(load_stage(run_dir, stage), stage, rejected, kept, category, reason)
         out_console.print(render_groups(rows, stage, limit))
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (the --out of synth run).")],
+) -> None:
+    """Write RUN/report.html: yield, rejections, duplicates, lengths, diversity, style, refusals
+    and cost, with figures, in one self-contained page (also written at the end of every run)."""
+    from pipeline.manifest import Manifest
+    from pipeline.report import write_report
+    from pipeline.store import RunDir
+
+    with user_errors():
+        if Manifest.load(RunDir(run_dir).manifest) is None:
+            raise UserError(f"{run_dir}: not a run directory (no run.json); pass a run's --out")
+        with err_console.status("drawing the report"):
+            path = write_report(run_dir)
+    out_console.print(f"wrote {path}", soft_wrap=True)
 
 
 @app.command("eval")

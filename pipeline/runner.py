@@ -35,6 +35,7 @@ from pipeline.manifest import Manifest, snapshot_hash
 from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE, Part, plan_round, quotas, source_quotas
 from pipeline.progress import cost_label, in_flight_label, make_progress
 from pipeline.refusals import refusal_warnings
+from pipeline.report import write_report
 from pipeline.roles import Clients, JudgeParts, VectorCaches, make_responder
 from pipeline.splits import SPLITS
 from pipeline.stages import balance, generate, screen
@@ -95,6 +96,8 @@ class RunSummary:
     stats: CallStats = field(default_factory=CallStats)
     #: categories the generator refused to write too often, with a hint each
     refusal_warnings: list[str] = field(default_factory=list)
+    #: the run's report.html
+    report: Path | None = None
 
 
 def run(options: RunOptions, console: Console | None = None) -> RunSummary:
@@ -272,6 +275,15 @@ def _run_rounds(
     manifest.data["status"] = "done"
     manifest.data["outcomes"] = [vars(outcome) for outcome in summary.outcomes]
     manifest.save()
+    try:
+        summary.report = write_report(options.out)
+    except Exception as error:  # the corpus is written; a report that fails must not hide it
+        llm.events.write("report_failed", error=repr(error))
+        console.print(
+            f"[yellow]warning:[/] report.html was not written ({error}); the corpus is complete. "
+            f"Try `synth report {options.out}`.",
+            soft_wrap=True,
+        )
     llm.events.write(
         "run_finished",
         accepted=sum(outcome.accepted for outcome in summary.outcomes),

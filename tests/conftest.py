@@ -61,6 +61,20 @@ def small_taxonomy(tmp_path: Path) -> Path:
     return write_taxonomy(tmp_path, settings={"calls_per_batch": 1, "items_per_call": 4})
 
 
+@pytest.fixture(scope="session")
+def template_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run of four categories from the template generator (no model, seconds), with
+    its corpus and report; tests may add to it (eval/), never change what the run made."""
+    root = tmp_path_factory.mktemp("template-run")
+    categories = ("crime_advice", "insult_offense", "lookalike", "everyday")
+    taxonomy = write_taxonomy(root, categories=categories, settings={"max_rounds": 2})
+    out = root / "out"
+    args = ["run", "--taxonomy", str(taxonomy), "--n", "120", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--backend", "template"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.fixture
 def cli() -> Callable[..., Any]:
     """Invoke `synth` in-process (fast); returns the click Result with stdout and stderr apart."""

@@ -270,6 +270,10 @@ def test_refusals_are_counted_per_category_and_cut_off_answers_never_parsed(
     assert "warning: openai:gpt-4o-mini refused" in status.stdout
     assert "prompts/generate/crime_advice.j2" in status.stdout
     assert "lookalike (" not in status.stdout, "cut-off answers are not refusals"
+    report = (out / "report.html").read_text(encoding="utf-8")
+    refusals = report.split('<section id="refusals">')[1].split("</section>")[0]
+    assert f"<td>{calls['crime_advice']}</td><td>{calls['crime_advice']}</td>" in refusals
+    assert 'alt="refusals per category"' in refusals
 
 
 def test_a_paid_run_prints_its_estimate_and_starts_only_when_confirmed(

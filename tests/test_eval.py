@@ -12,25 +12,11 @@ import pytest
 from sklearn.metrics import classification_report
 
 from pipeline.taxonomy import load_taxonomy
-from tests.conftest import write_taxonomy
-
-CATEGORIES = ("crime_advice", "insult_offense", "lookalike", "everyday")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run from the template generator (no model, seconds)."""
-    from typer.testing import CliRunner
-
-    from pipeline.cli import app
-
-    root = tmp_path_factory.mktemp("eval")
-    taxonomy = write_taxonomy(root, categories=CATEGORIES, settings={"max_rounds": 2})
-    out = root / "out"
-    args = ["run", "--taxonomy", str(taxonomy), "--n", "120", "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--backend", "template"])
-    assert result.exit_code == 0, result.output
-    return out
+def run(template_run: Path) -> Path:
+    return template_run
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +84,7 @@ def test_without_a_test_file_it_scores_the_corpus_test_split(run: Path, cli: Any
     result = cli("eval", run)
     assert result.exit_code == 0, result.output
     assert "corpus test split: safety (safe/unsafe)" in result.stdout
-    test_split = pl.read_parquet(run / "corpus" / "items.parquet").filter(
-        pl.col("split") == "test"
-    )
+    test_split = pl.read_parquet(run / "corpus" / "items.parquet").filter(pl.col("split") == "test")
     predictions = pl.read_parquet(run / "eval" / "corpus-test-split-predictions.parquet")
     assert predictions.height == test_split.height
     reports = json.loads((run / "eval" / "results.json").read_text())

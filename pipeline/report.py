@@ -1,0 +1,251 @@
+"""`report.html`: one self-contained page that shows what a run made and what it cost.
+
+Tables come from `pipeline.report_data`; each figure is drawn with matplotlib (headless Agg) and
+embedded as a base64 PNG, so the file can be mailed or opened offline. Korean labels need a font
+with Hangul: the first installed one of `HANGUL_FONTS` is used (Debian's fonts-nanum provides
+NanumGothic); without one the page says so instead of drawing empty boxes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from pipeline.prices import format_cost
+from pipeline.report_data import FUNNEL, ReportData, collect
+from pipeline.store import write_atomic
+
+REPORT_FILE = "report.html"
+#: fonts with Hangul, in order of preference
+HANGUL_FONTS = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR", "UnDotum")
+_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+
+
+#: where Debian puts fonts with Hangul (read when matplotlib's font cache predates them)
+FONT_FILES = ("/usr/share/fonts/truetype/nanum/NanumGothic.ttf",)
+
+
+def hangul_font() -> str | None:
+    """The first installed font of `HANGUL_FONTS`, or None."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    if not installed & set(HANGUL_FONTS):
+        for path in FONT_FILES:
+            if Path(path).exists():
+                font_manager.fontManager.addfont(path)
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((name for name in HANGUL_FONTS if name in installed), None)
+
+
+def write_report(run: Path, embed_vectors: bool = True) -> Path:
+    """Collect, draw and write `<run>/report.html` (atomically); returns its path."""
+    data = collect(run, embed_vectors)
+    html = render_report(data)
+    path = run / REPORT_FILE
+    write_atomic(path, html.encode("utf-8"))
+    return path
+
+
+def render_report(data: ReportData) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    font = hangul_font()
+    style = {"font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"]}
+    with matplotlib.rc_context(style):
+        figures = _figures(data)
+    environment = Environment(
+        loader=PackageLoader("pipeline", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+    template = environment.get_template("report.html.j2")
+    manifest = data.manifest
+    config = manifest.get("config", {})
+    generator = config.get("generator", {})
+    return template.render(
+        run=str(data.run),
+        status=manifest.get("status", "?"),
+        n=config.get("n"),
+        seed=config.get("seed"),
+        generator=f"{generator.get('backend', '?')}:{generator.get('model') or 'default'}",
+        written=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        font=font,
+        figures=figures,
+        funnel=_rows(data.funnel),
+        funnel_columns=["category", "label", "quota", *(n for _, n in FUNNEL), "selected"],
+        rejections=_rows(data.rejections),
+        diversity=_rows(data.diversity),
+        style=_rows(_style_table(data.style)),
+        style_columns=list(_style_table(data.style).columns),
+        refusals=_rows(data.refusals),
+        spend=[{**row, "cost": format_cost(row["cost_usd"])} for row in _rows(data.spend)],
+        total_cost=format_cost(float(data.spend["cost_usd"].sum() or 0.0)),
+        corpus_items=data.corpus.height,
+        splits=_rows(data.corpus.group_by("split").len().sort("split"))
+        if data.corpus.height
+        else [],
+        duplicates=data.duplicates.height,
+        clusters=data.cluster_sizes.height,
+    )
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return list(frame.iter_rows(named=True))
+
+
+def _style_table(style: pl.DataFrame) -> pl.DataFrame:
+    """Per category, the share of each sentence type and speech level."""
+    if style.is_empty():
+        return pl.DataFrame({"category": []}, schema={"category": pl.String})
+    totals = style.group_by("category").agg(pl.col("items").sum().alias("total"))
+    shares = []
+    for column in ("sentence_type", "speech_level"):
+        share = (
+            style.group_by("category", column)
+            .agg(pl.col("items").sum())
+            .join(totals, on="category")
+            .with_columns((pl.col("items") / pl.col("total")).round(2).alias("share"))
+            .pivot(on=column, index="category", values="share")
+        )
+        shares.append(share)
+    return shares[0].join(shares[1], on="category").fill_null(0.0).sort("category")
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+def _png(figure: Any) -> str:
+    """A figure as a data URI, then closed (the report may draw dozens)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figures(data: ReportData) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, str] = {}
+    funnel = data.funnel
+    if funnel.height:
+        figure, axis = plt.subplots(figsize=(10, 0.45 * funnel.height + 1.6))
+        steps = [name for _, name in FUNNEL] + ["selected"]
+        height = 0.8 / len(steps)
+        for index, step in enumerate(steps):
+            positions = [row + index * height for row in range(funnel.height)]
+            axis.barh(positions, funnel[step], height=height, label=step, color=_COLORS[index])
+        axis.set_yticks([row + 0.4 - height / 2 for row in range(funnel.height)])
+        axis.set_yticklabels(funnel["category"])
+        axis.invert_yaxis()
+        axis.set_xlabel("queries")
+        axis.set_title("yield per category: generated > screened > deduped > judged > selected")
+        axis.legend(loc="lower right", fontsize=8)
+        figures["funnel"] = _png(figure)
+    if data.rejections.height:
+        rejections = data.rejections.sort("rows")
+        figure, axis = plt.subplots(figsize=(9, 0.35 * rejections.height + 1.4))
+        labels = [f"{s}: {r}" for s, r in rejections.select("stage", "reason").iter_rows()]
+        axis.barh(labels, rejections["rows"], color=_COLORS[3])
+        axis.set_xlabel("rows rejected")
+        axis.set_title("rejections by stage and reason")
+        figures["rejections"] = _png(figure)
+    if data.cluster_sizes.height or data.duplicates.height:
+        figure, (sizes, scores) = plt.subplots(1, 2, figsize=(10, 3.4))
+        if data.cluster_sizes.height:
+            largest = int(data.cluster_sizes["size"].max() or 1)
+            sizes.hist(data.cluster_sizes["size"], bins=range(1, largest + 2), color=_COLORS[0])
+            sizes.set_yscale("log")
+        sizes.set_xlabel("cluster size (items)")
+        sizes.set_ylabel("clusters")
+        sizes.set_title("dedup cluster sizes")
+        lowest = float(data.duplicates["dup_score"].min() or 0.0)
+        bins = [lowest + (1.0 - lowest) * step / 30 for step in range(31)] if lowest < 1 else 10
+        by_reason = data.duplicates.group_by("dup_reason", maintain_order=True)
+        for index, ((reason,), group) in enumerate(by_reason):
+            values = group["dup_score"].drop_nulls()
+            if values.len():
+                scores.hist(values, bins=bins, alpha=0.6, label=str(reason), color=_COLORS[index])
+        scores.set_xlabel("similarity to the kept item")
+        scores.set_title("duplicates: similarity by kind")
+        if data.duplicates.height:
+            scores.legend(fontsize=8)
+        figures["dedup"] = _png(figure)
+    if data.corpus.height:
+        figure, axis = plt.subplots(figsize=(9, 3.2))
+        for index, ((label,), group) in enumerate(
+            data.corpus.group_by("label", maintain_order=True)
+        ):
+            lengths = group["text"].str.len_chars()
+            axis.hist(lengths, bins=30, alpha=0.6, label=str(label), color=_COLORS[index])
+        axis.set_xlabel("characters per query")
+        axis.set_ylabel("queries")
+        axis.set_title("query length by label (selected corpus)")
+        axis.legend(fontsize=8)
+        figures["lengths"] = _png(figure)
+    if data.diversity.height:
+        diversity = data.diversity
+        figure, axis = plt.subplots(figsize=(10, 3.6))
+        positions = range(diversity.height)
+        axis.bar([p - 0.27 for p in positions], diversity["distinct_1"], 0.27, label="distinct-1")
+        axis.bar(positions, diversity["distinct_2"], 0.27, label="distinct-2")
+        distances = diversity["mean_distance"].fill_null(0.0)
+        axis.bar([p + 0.27 for p in positions], distances, 0.27, label="mean embedding distance")
+        axis.set_xticks(list(positions))
+        axis.set_xticklabels(diversity["category"], rotation=30, ha="right", fontsize=8)
+        axis.set_title("diversity per category (Kiwi morphemes; e5 cosine distance)")
+        axis.legend(fontsize=8)
+        figures["diversity"] = _png(figure)
+    style = _style_table(data.style)
+    if style.height:
+        figure, axis = plt.subplots(figsize=(10, 3.6))
+        bottom = [0.0] * style.height
+        for index, column in enumerate(c for c in style.columns if c != "category"):
+            axis.bar(
+                style["category"],
+                style[column],
+                bottom=bottom,
+                label=column,
+                color=_COLORS[index % len(_COLORS)],
+            )
+            bottom = [b + v for b, v in zip(bottom, style[column], strict=True)]
+        axis.set_ylabel("share (types, then levels)")
+        axis.set_title("sentence type (question/request/statement) and speech level (반말/존댓말)")
+        axis.tick_params(axis="x", rotation=30, labelsize=8)
+        axis.legend(fontsize=7, ncol=5)
+        figures["style"] = _png(figure)
+    if data.refusals.height:
+        refusals = data.refusals
+        figure, axis = plt.subplots(figsize=(9, 0.35 * refusals.height + 1.4))
+        shares = [
+            r / c if c else 0.0 for r, c in zip(refusals["refused"], refusals["calls"], strict=True)
+        ]
+        axis.barh(refusals["category"], shares, color=_COLORS[3])
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("share of generation calls refused")
+        axis.set_title("refusals per category")
+        figures["refusals"] = _png(figure)
+    if data.spend.height and (
+        data.spend["input_tokens"].sum() or data.spend["output_tokens"].sum()
+    ):
+        figure, axis = plt.subplots(figsize=(8, 3))
+        axis.bar(data.spend["stage"], data.spend["input_tokens"], label="input tokens")
+        axis.bar(
+            data.spend["stage"],
+            data.spend["output_tokens"],
+            bottom=data.spend["input_tokens"],
+            label="output tokens",
+        )
+        axis.set_title("tokens per stage")
+        axis.legend(fontsize=8)
+        figures["spend"] = _png(figure)
+    return figures
