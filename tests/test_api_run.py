@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,23 @@ def _planned(out: Path) -> int:
     return sum(pl.read_parquet(plan).height for plan in out.glob("round-*/plan.parquet"))
 
 
+def _kill_synth_once(args: list[str], env: dict[str, str], ready: Callable[[], bool]) -> None:
+    """Start `synth` with `args`, wait until `ready()` (then half a second for what is under
+    way to land on disk) and SIGKILL it, as a crash or a killed batch job would."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "synth"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while not ready() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def _every_file_bytes(root: Path) -> bytes:
     return b"".join(path.read_bytes() for path in root.rglob("*") if path.is_file())
 
@@ -96,18 +114,8 @@ def test_killing_an_api_run_and_rerunning_pays_for_no_call_twice(
     env = {**os.environ, "OPENAI_API_KEY": KEY, "COLUMNS": "200"}
     with FakeLLMServer(hold_after=3) as server:
         args = _api_args(taxonomy, out, server, "--max-in-flight", "2")
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "synth"), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        deadline = time.time() + 120
-        while server.requests < 5 and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)  # the three answers reach calls.sqlite; two calls stay held
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        # the three answers reach calls.sqlite; two calls stay held
+        _kill_synth_once(args, env, lambda: server.requests >= 5)
         answered_before = set(server.answered)
         assert len(answered_before) == 3
         server.hold_after = None
@@ -334,18 +342,7 @@ def test_a_killed_batch_api_run_polls_its_job_after_a_restart(tmp_path: Path) ->
     with FakeLLMServer() as server:
         server.batch_polls_to_end = None
         args = _api_args(taxonomy, out, server, "--batch-api", "--chat")
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "synth"), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        deadline = time.time() + 120
-        while not server.jobs and time.time() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        _kill_synth_once(args, env, lambda: bool(server.jobs))
         assert len(server.jobs) == 1 and server.requests == 0
         status = run_synth("status", str(out))
         assert "batch job batch_1 (openai:gpt-4o-mini) submitted" in status.stdout
