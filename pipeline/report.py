@@ -44,6 +44,12 @@ def hangul_font() -> str | None:
     return next((name for name in HANGUL_FONTS if name in installed), None)
 
 
+def figure_style() -> dict[str, Any]:
+    """matplotlib settings that draw Korean labels (`matplotlib.rc_context` or `rcParams`)."""
+    font = hangul_font()
+    return {"font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"]}
+
+
 def write_report(run: Path, embed_vectors: bool = True) -> Path:
     """Collect, draw and write `<run>/report.html` (atomically); returns its path."""
     data = collect(run, embed_vectors)
@@ -58,8 +64,7 @@ def render_report(data: ReportData) -> str:
 
     matplotlib.use("Agg")
     font = hangul_font()
-    style = {"font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"]}
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(figure_style()):
         figures = _figures(data)
     environment = Environment(
         loader=PackageLoader("pipeline", "templates"),
@@ -132,120 +137,190 @@ def _png(figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figures(data: ReportData) -> dict[str, str]:
+def draw_funnel(data: ReportData) -> Any:
+    """The funnel figure, or None when there is nothing to draw."""
     import matplotlib.pyplot as plt
 
-    figures: dict[str, str] = {}
     funnel = data.funnel
-    if funnel.height:
-        figure, axis = plt.subplots(figsize=(10, 0.45 * funnel.height + 1.6))
-        steps = [name for _, name in FUNNEL] + ["selected"]
-        height = 0.8 / len(steps)
-        for index, step in enumerate(steps):
-            positions = [row + index * height for row in range(funnel.height)]
-            axis.barh(positions, funnel[step], height=height, label=step, color=_COLORS[index])
-        axis.set_yticks([row + 0.4 - height / 2 for row in range(funnel.height)])
-        axis.set_yticklabels(funnel["category"])
-        axis.invert_yaxis()
-        axis.set_xlabel("queries")
-        axis.set_title("yield per category: generated > screened > deduped > judged > selected")
-        axis.legend(loc="lower right", fontsize=8)
-        figures["funnel"] = _png(figure)
-    if data.rejections.height:
-        rejections = data.rejections.sort("rows")
-        figure, axis = plt.subplots(figsize=(9, 0.35 * rejections.height + 1.4))
-        labels = [f"{s}: {r}" for s, r in rejections.select("stage", "reason").iter_rows()]
-        axis.barh(labels, rejections["rows"], color=_COLORS[3])
-        axis.set_xlabel("rows rejected")
-        axis.set_title("rejections by stage and reason")
-        figures["rejections"] = _png(figure)
-    if data.cluster_sizes.height or data.duplicates.height:
-        figure, (sizes, scores) = plt.subplots(1, 2, figsize=(10, 3.4))
-        if data.cluster_sizes.height:
-            largest = int(data.cluster_sizes["size"].max() or 1)
-            sizes.hist(data.cluster_sizes["size"], bins=range(1, largest + 2), color=_COLORS[0])
-            sizes.set_yscale("log")
-        sizes.set_xlabel("cluster size (items)")
-        sizes.set_ylabel("clusters")
-        sizes.set_title("dedup cluster sizes")
-        lowest = float(data.duplicates["dup_score"].min() or 0.0)
-        bins = [lowest + (1.0 - lowest) * step / 30 for step in range(31)] if lowest < 1 else 10
-        by_reason = data.duplicates.group_by("dup_reason", maintain_order=True)
-        for index, ((reason,), group) in enumerate(by_reason):
-            values = group["dup_score"].drop_nulls()
-            if values.len():
-                scores.hist(values, bins=bins, alpha=0.6, label=str(reason), color=_COLORS[index])
-        scores.set_xlabel("similarity to the kept item")
-        scores.set_title("duplicates: similarity by kind")
-        if data.duplicates.height:
-            scores.legend(fontsize=8)
-        figures["dedup"] = _png(figure)
-    if data.corpus.height:
-        figure, axis = plt.subplots(figsize=(9, 3.2))
-        for index, ((label,), group) in enumerate(
-            data.corpus.group_by("label", maintain_order=True)
-        ):
-            lengths = group["text"].str.len_chars()
-            axis.hist(lengths, bins=30, alpha=0.6, label=str(label), color=_COLORS[index])
-        axis.set_xlabel("characters per query")
-        axis.set_ylabel("queries")
-        axis.set_title("query length by label (selected corpus)")
-        axis.legend(fontsize=8)
-        figures["lengths"] = _png(figure)
-    if data.diversity.height:
-        diversity = data.diversity
-        figure, axis = plt.subplots(figsize=(10, 3.6))
-        positions = range(diversity.height)
-        axis.bar([p - 0.27 for p in positions], diversity["distinct_1"], 0.27, label="distinct-1")
-        axis.bar(positions, diversity["distinct_2"], 0.27, label="distinct-2")
-        distances = diversity["mean_distance"].fill_null(0.0)
-        axis.bar([p + 0.27 for p in positions], distances, 0.27, label="mean embedding distance")
-        axis.set_xticks(list(positions))
-        axis.set_xticklabels(diversity["category"], rotation=30, ha="right", fontsize=8)
-        axis.set_title("diversity per category (Kiwi morphemes; e5 cosine distance)")
-        axis.legend(fontsize=8)
-        figures["diversity"] = _png(figure)
+    if not (funnel.height):
+        return None
+    figure, axis = plt.subplots(figsize=(10, 0.45 * funnel.height + 1.6))
+    steps = [name for _, name in FUNNEL] + ["selected"]
+    height = 0.8 / len(steps)
+    for index, step in enumerate(steps):
+        positions = [row + index * height for row in range(funnel.height)]
+        axis.barh(positions, funnel[step], height=height, label=step, color=_COLORS[index])
+    axis.set_yticks([row + 0.4 - height / 2 for row in range(funnel.height)])
+    axis.set_yticklabels(funnel["category"])
+    axis.invert_yaxis()
+    axis.set_xlabel("queries")
+    axis.set_title("yield per category: generated > screened > deduped > judged > selected")
+    axis.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def draw_rejections(data: ReportData) -> Any:
+    """The rejections figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (data.rejections.height):
+        return None
+    rejections = data.rejections.sort("rows")
+    figure, axis = plt.subplots(figsize=(9, 0.35 * rejections.height + 1.4))
+    labels = [f"{s}: {r}" for s, r in rejections.select("stage", "reason").iter_rows()]
+    axis.barh(labels, rejections["rows"], color=_COLORS[3])
+    axis.set_xlabel("rows rejected")
+    axis.set_title("rejections by stage and reason")
+    return figure
+
+
+def draw_dedup(data: ReportData) -> Any:
+    """The dedup figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (data.cluster_sizes.height or data.duplicates.height):
+        return None
+    figure, (sizes, scores) = plt.subplots(1, 2, figsize=(10, 3.4))
+    if data.cluster_sizes.height:
+        largest = int(data.cluster_sizes["size"].max() or 1)
+        sizes.hist(data.cluster_sizes["size"], bins=range(1, largest + 2), color=_COLORS[0])
+        sizes.set_yscale("log")
+    sizes.set_xlabel("cluster size (items)")
+    sizes.set_ylabel("clusters")
+    sizes.set_title("dedup cluster sizes")
+    lowest = float(data.duplicates["dup_score"].min() or 0.0)
+    bins = [lowest + (1.0 - lowest) * step / 30 for step in range(31)] if lowest < 1 else 10
+    by_reason = data.duplicates.group_by("dup_reason", maintain_order=True)
+    for index, ((reason,), group) in enumerate(by_reason):
+        values = group["dup_score"].drop_nulls()
+        if values.len():
+            scores.hist(values, bins=bins, alpha=0.6, label=str(reason), color=_COLORS[index])
+    scores.set_xlabel("similarity to the kept item")
+    scores.set_title("duplicates: similarity by kind")
+    if data.duplicates.height:
+        scores.legend(fontsize=8)
+    return figure
+
+
+def draw_lengths(data: ReportData) -> Any:
+    """The lengths figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (data.corpus.height):
+        return None
+    figure, axis = plt.subplots(figsize=(9, 3.2))
+    for index, ((label,), group) in enumerate(data.corpus.group_by("label", maintain_order=True)):
+        lengths = group["text"].str.len_chars()
+        axis.hist(lengths, bins=30, alpha=0.6, label=str(label), color=_COLORS[index])
+    axis.set_xlabel("characters per query")
+    axis.set_ylabel("queries")
+    axis.set_title("query length by label (selected corpus)")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def draw_diversity(data: ReportData) -> Any:
+    """The diversity figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (data.diversity.height):
+        return None
+    diversity = data.diversity
+    figure, axis = plt.subplots(figsize=(10, 3.6))
+    positions = range(diversity.height)
+    axis.bar([p - 0.27 for p in positions], diversity["distinct_1"], 0.27, label="distinct-1")
+    axis.bar(positions, diversity["distinct_2"], 0.27, label="distinct-2")
+    distances = diversity["mean_distance"].fill_null(0.0)
+    axis.bar([p + 0.27 for p in positions], distances, 0.27, label="mean embedding distance")
+    axis.set_xticks(list(positions))
+    axis.set_xticklabels(diversity["category"], rotation=30, ha="right", fontsize=8)
+    axis.set_title("diversity per category (Kiwi morphemes; e5 cosine distance)")
+    axis.legend(fontsize=8)
+    return figure
+
+
+def draw_style(data: ReportData) -> Any:
+    """The style figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
     style = _style_table(data.style)
-    if style.height:
-        figure, axis = plt.subplots(figsize=(10, 3.6))
-        bottom = [0.0] * style.height
-        for index, column in enumerate(c for c in style.columns if c != "category"):
-            axis.bar(
-                style["category"],
-                style[column],
-                bottom=bottom,
-                label=column,
-                color=_COLORS[index % len(_COLORS)],
-            )
-            bottom = [b + v for b, v in zip(bottom, style[column], strict=True)]
-        axis.set_ylabel("share (types, then levels)")
-        axis.set_title("sentence type (question/request/statement) and speech level (반말/존댓말)")
-        axis.tick_params(axis="x", rotation=30, labelsize=8)
-        axis.legend(fontsize=7, ncol=5)
-        figures["style"] = _png(figure)
-    if data.refusals.height:
-        refusals = data.refusals
-        figure, axis = plt.subplots(figsize=(9, 0.35 * refusals.height + 1.4))
-        shares = [
-            r / c if c else 0.0 for r, c in zip(refusals["refused"], refusals["calls"], strict=True)
-        ]
-        axis.barh(refusals["category"], shares, color=_COLORS[3])
-        axis.set_xlim(0, 1)
-        axis.set_xlabel("share of generation calls refused")
-        axis.set_title("refusals per category")
-        figures["refusals"] = _png(figure)
-    if data.spend.height and (
-        data.spend["input_tokens"].sum() or data.spend["output_tokens"].sum()
-    ):
-        figure, axis = plt.subplots(figsize=(8, 3))
-        axis.bar(data.spend["stage"], data.spend["input_tokens"], label="input tokens")
+    if not style.height:
+        return None
+    figure, axis = plt.subplots(figsize=(10, 3.6))
+    bottom = [0.0] * style.height
+    for index, column in enumerate(c for c in style.columns if c != "category"):
         axis.bar(
-            data.spend["stage"],
-            data.spend["output_tokens"],
-            bottom=data.spend["input_tokens"],
-            label="output tokens",
+            style["category"],
+            style[column],
+            bottom=bottom,
+            label=column,
+            color=_COLORS[index % len(_COLORS)],
         )
-        axis.set_title("tokens per stage")
-        axis.legend(fontsize=8)
-        figures["spend"] = _png(figure)
+        bottom = [b + v for b, v in zip(bottom, style[column], strict=True)]
+    axis.set_ylabel("share (types, then levels)")
+    axis.set_title("sentence type (question/request/statement) and speech level (반말/존댓말)")
+    axis.tick_params(axis="x", rotation=30, labelsize=8)
+    axis.legend(fontsize=7, ncol=5)
+    return figure
+
+
+def draw_refusals(data: ReportData) -> Any:
+    """The refusals figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (data.refusals.height):
+        return None
+    refusals = data.refusals
+    figure, axis = plt.subplots(figsize=(9, 0.35 * refusals.height + 1.4))
+    shares = [
+        r / c if c else 0.0 for r, c in zip(refusals["refused"], refusals["calls"], strict=True)
+    ]
+    axis.barh(refusals["category"], shares, color=_COLORS[3])
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("share of generation calls refused")
+    axis.set_title("refusals per category")
+    return figure
+
+
+def draw_spend(data: ReportData) -> Any:
+    """The spend figure, or None when there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    if not (
+        data.spend.height
+        and (data.spend["input_tokens"].sum() or data.spend["output_tokens"].sum())
+    ):
+        return None
+    figure, axis = plt.subplots(figsize=(8, 3))
+    axis.bar(data.spend["stage"], data.spend["input_tokens"], label="input tokens")
+    axis.bar(
+        data.spend["stage"],
+        data.spend["output_tokens"],
+        bottom=data.spend["input_tokens"],
+        label="output tokens",
+    )
+    axis.set_title("tokens per stage")
+    axis.legend(fontsize=8)
+    return figure
+
+
+#: every figure of the report, in page order (the notebook draws the same ones)
+FIGURES = {
+    "funnel": draw_funnel,
+    "rejections": draw_rejections,
+    "dedup": draw_dedup,
+    "lengths": draw_lengths,
+    "diversity": draw_diversity,
+    "style": draw_style,
+    "refusals": draw_refusals,
+    "spend": draw_spend,
+}
+
+
+def _figures(data: ReportData) -> dict[str, str]:
+    figures = {}
+    for name, draw in FIGURES.items():
+        figure = draw(data)
+        if figure is not None:
+            figures[name] = _png(figure)
     return figures
