@@ -56,6 +56,30 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+#: the call counters each stage record of run.json may hold
+CALL_COUNTERS = (
+    "calls",
+    "cache_hits",
+    "retries",
+    "bad_finishes",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "unpriced_calls",
+)
+
+
+def calls_by_stage(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each stage's call counters summed over its rounds (`round-001/generate` and
+    `round-002/generate` are one `generate`), in the order stages first appear."""
+    totals: dict[str, dict[str, float]] = {}
+    for name, record in records.items():
+        row = totals.setdefault(name.split("/", 1)[1], dict.fromkeys(CALL_COUNTERS, 0))
+        for key in CALL_COUNTERS:
+            row[key] += record.get(key, 0)
+    return totals
+
+
 def stage_key(round_index: int, stage: str) -> str:
     """`round-001/generate`, or `final/respond` for the run-level stages (round 0)."""
     return (

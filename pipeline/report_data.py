@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, calls_by_stage
 from pipeline.store import FINAL_ROUND, RunDir
 from pipeline.tally import STAGES, generation_outcomes
 
@@ -256,15 +256,10 @@ def _style(corpus: pl.DataFrame) -> pl.DataFrame:
 
 def _spend(data: dict) -> pl.DataFrame:
     """Calls, tokens and estimated cost per stage (summed over rounds), from run.json."""
-    totals: dict[str, dict[str, float]] = {}
     keys = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd")
-    for name, record in data.get("stages", {}).items():
-        stage = name.split("/", 1)[1]
-        row = totals.setdefault(stage, dict.fromkeys(keys, 0))
-        for key in keys:
-            row[key] += record.get(key, 0)
+    totals = calls_by_stage(data.get("stages", {}))
     return pl.DataFrame(
-        [{"stage": stage, **row} for stage, row in totals.items()],
+        [{"stage": stage, **{key: row[key] for key in keys}} for stage, row in totals.items()],
         schema={
             "stage": pl.String,
             "calls": pl.Int64,

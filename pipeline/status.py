@@ -13,7 +13,7 @@ from rich.text import Text
 
 from pipeline.callcache import open_batch_jobs
 from pipeline.errors import UserError
-from pipeline.manifest import Manifest, stage_key
+from pipeline.manifest import CALL_COUNTERS, Manifest, calls_by_stage, stage_key
 from pipeline.prices import format_cost
 from pipeline.refusals import REFUSAL_WARN_SHARE, refusal_warnings
 from pipeline.store import FINAL_ROUND, RunDir
@@ -203,22 +203,10 @@ def _corpus(root: Path, data: dict) -> Text:
 def _spend(records: dict[str, dict], cap_usd: float | None = None) -> Text:
     """Calls, tokens and estimated cost over every round, with the cost split by stage, and the
     spending cap when the run has one."""
-    totals: dict[str, float] = {}
-    cost_by_stage: dict[str, float] = {}
-    unpriced = 0
-    for name, record in records.items():
-        stage = name.split("/", 1)[1]
-        for key in (
-            "calls",
-            "cache_hits",
-            "retries",
-            "bad_finishes",
-            "input_tokens",
-            "output_tokens",
-        ):
-            totals[key] = totals.get(key, 0) + record.get(key, 0)
-        cost_by_stage[stage] = cost_by_stage.get(stage, 0.0) + record.get("cost_usd", 0.0)
-        unpriced += record.get("unpriced_calls", 0)
+    by_stage = calls_by_stage(records)
+    totals = {key: sum(row[key] for row in by_stage.values()) for key in CALL_COUNTERS}
+    cost_by_stage = {stage: row["cost_usd"] for stage, row in by_stage.items()}
+    unpriced = int(totals["unpriced_calls"])
     split = ", ".join(
         f"{stage} {format_cost(cost)}" for stage, cost in cost_by_stage.items() if cost
     )
