@@ -17,6 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from pipeline import failpoints
 from pipeline.backends.base import Request, Response
 from pipeline.errors import UserError
 
@@ -82,6 +83,7 @@ class CallCache:
         return Response(text, finish_reason, input_tokens, output_tokens, latency_s, cached=True)
 
     def put(self, key: str, backend: str, model: str, request: Request, response: Response) -> None:
+        failpoints.inside_statement(self._db, "sqlite-insert", key)
         self._db.execute(
             "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (

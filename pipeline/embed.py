@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipeline import failpoints
 from pipeline.errors import UserError
 
 
@@ -121,6 +122,7 @@ class VectorCache:
         if missing:
             encoded = self.embedder.encode(list(missing.values()))
             self._db.execute("BEGIN")
+            failpoints.inside_statement(self._db, "vectors-insert", str(self.path))
             self._db.executemany(
                 "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
                 [

@@ -26,8 +26,10 @@ from typing import Literal
 
 import jinja2
 import polars as pl
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field, model_validator
 
+from pipeline import failpoints
 from pipeline.card import present_splits
 from pipeline.errors import UserError
 from pipeline.plan import derive_seed
@@ -76,7 +78,7 @@ def load_instructions(prompts_root: Path) -> dict[str, InstructionPool]:
             if task == "category" and template.answer is None:
                 raise UserError(f"{path}: {template.id}: answer must be 'name_ko' or 'id'")
             try:
-                jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+                ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined).from_string(
                     template.instruction
                 ).render(categories="")
             except jinja2.TemplateError as error:
@@ -92,7 +94,7 @@ class ExampleRenderer:
         self.taxonomy = taxonomy
         self.pools = pools
         self.seed = seed
-        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.names = {c.id: c.name_ko for c in taxonomy.categories}
 
     def category_list(self, answer: str) -> str:
@@ -247,6 +249,7 @@ def write_corpus(root: Path, items: pl.DataFrame, examples: pl.DataFrame, card: 
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
+        failpoints.reached("corpus-swap", str(final))
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final

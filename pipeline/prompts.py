@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pipeline.errors import UserError
 from pipeline.taxonomy import Category, Taxonomy
@@ -30,7 +31,9 @@ class PromptLibrary:
         if not root.is_dir():
             raise UserError(f"{root}: prompts directory not found (settings.prompts_dir)")
         self.root = root
-        self.env = jinja2.Environment(
+        # prompt files are data written by researchers, not code: the sandbox refuses attribute
+        # access to Python internals (`''.__class__.__mro__`) and calls that mutate objects
+        self.env = ImmutableSandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(root), encoding="utf-8"),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -57,6 +60,9 @@ class PromptLibrary:
                 f"{where}: {error.message}; the variables available here are "
                 f"{', '.join(sorted(variables))}"
             ) from None
+        except jinja2.exceptions.SecurityError as error:
+            where = self._where_in_traceback(error) or str(self.root / name)
+            raise UserError(f"{where}: {sandbox_message(error)}") from None
         except UnicodeDecodeError:
             raise UserError(f"{self.root / name}: not UTF-8 text; save it as UTF-8") from None
 
@@ -156,6 +162,14 @@ class PromptLibrary:
         if not frames:
             return None
         return f"{frames[-1].filename}:{frames[-1].lineno}"
+
+
+def sandbox_message(error: jinja2.exceptions.SecurityError) -> str:
+    """What a template that reached for Python internals is told."""
+    return (
+        f"template refused by the sandbox ({str(error).rstrip('.')}); prompt files may use "
+        "their variables, filters and loops, not Python attributes or methods"
+    )
 
 
 def generation_variables(

@@ -111,6 +111,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
     with RunLock(run_dir.lock):
         if options.fresh:
             _clear(run_dir)
+        stale = run_dir.remove_temp_files()
         manifest = Manifest.load(run_dir.manifest)
         if manifest is None:
             manifest = Manifest.create(run_dir.manifest, prepared.snapshot)
@@ -121,6 +122,8 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
             "judge": prepared.judge.model_dump(include=CONNECTION_FIELDS),
         }
         events = EventLog(run_dir.events)
+        if stale:
+            events.write("temp_files_removed", paths=[str(path) for path in stale])
         cache = CallCache(run_dir.calls)
         vector_caches = VectorCaches(run_dir.root / "embeddings")
         # spend of earlier sessions of this run counts against the cap

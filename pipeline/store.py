@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline import failpoints
 from pipeline.errors import UserError
 
 PART_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
@@ -32,8 +33,10 @@ def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    kind = "parquet" if path.suffix == ".parquet" else "file"
     try:
         write(temp_name)
+        failpoints.reached(f"{kind}-mid", str(path), failpoints.halve(temp_name))
         with open(temp_name, "rb") as temp_file:
             os.fsync(temp_file.fileno())
         os.replace(temp_name, path)
@@ -41,6 +44,8 @@ def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    if kind == "parquet":
+        failpoints.reached("parquet-renamed", str(path))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -96,6 +101,14 @@ class RunDir:
                 f"{self.root}: output directory is not writable ({error.strerror}); "
                 "choose another with --out"
             ) from None
+
+    def remove_temp_files(self) -> list[Path]:
+        """Temp files of writes a killed process never finished (`.part-00003.parquet.x1y2.tmp`):
+        never read, since only whole files are renamed into place, so they are only removed."""
+        stale = [path for path in self.root.rglob(".*.tmp") if path.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def round_dir(self, round_index: int) -> Path:
         """`round-NNN/`; `FINAL_ROUND` is `final/`, where the run-level stages (balance,
