@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS batches (
     keys TEXT NOT NULL,
     submitted_at REAL NOT NULL,
     ended_at REAL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 )
 """
 
@@ -119,6 +123,17 @@ class CallCache:
     def end_batch(self, batch_id: str) -> None:
         """Every answer of the job is in the cache: it is never polled again."""
         self._db.execute("UPDATE batches SET ended_at = ? WHERE id = ?", (time.time(), batch_id))
+
+    def owner(self) -> dict[str, str]:
+        """`run_id` and `config_hash` of the run this cache belongs to (empty: nobody's yet)."""
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def claim(self, run_id: str, config_hash: str) -> None:
+        """Mark the cache as this run's (a no-op when it already is)."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("run_id", run_id), ("config_hash", config_hash)],
+        )
 
     def keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM calls")}

@@ -11,6 +11,7 @@ import hashlib
 import json
 import platform
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,16 @@ def stage_key(round_index: int, stage: str) -> str:
     )
 
 
+class DamagedManifest(UserError):
+    """run.json cannot be read; `reason` says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path}: run manifest is damaged ({reason}); rerun with --fresh to start over"
+        )
+        self.reason = reason
+
+
 class Manifest:
     """The parsed run.json, saved atomically after every change."""
 
@@ -103,17 +114,16 @@ class Manifest:
             if not isinstance(data, dict) or "config_hash" not in data:
                 raise ValueError("missing config_hash")
         except (ValueError, UnicodeDecodeError) as error:
-            raise UserError(
-                f"{path}: run manifest is damaged ({error}); rerun with --fresh to start over"
-            ) from None
+            raise DamagedManifest(path, str(error)) from None
         return cls(path, data)
 
     @classmethod
-    def create(cls, path: Path, snapshot: dict[str, Any]) -> Manifest:
+    def create(cls, path: Path, snapshot: dict[str, Any], run_id: str | None = None) -> Manifest:
         now = time.time()
         manifest = cls(
             path,
             {
+                "run_id": run_id or uuid.uuid4().hex,
                 "config_hash": snapshot_hash(snapshot),
                 "config": snapshot,
                 "versions": _versions(),
@@ -126,6 +136,12 @@ class Manifest:
         )
         manifest.save()
         return manifest
+
+    @property
+    def run_id(self) -> str:
+        """Names the run in calls.sqlite, so a cache copied from another run is never trusted
+        (runs made before run ids get one on their next start)."""
+        return str(self.data.setdefault("run_id", uuid.uuid4().hex))
 
     def require_same_config(self, snapshot: dict[str, Any]) -> None:
         if self.data["config_hash"] == snapshot_hash(snapshot):

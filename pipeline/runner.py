@@ -19,11 +19,11 @@ from typing import Any
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from pipeline import export
 from pipeline.backends import Response, make_backend
-from pipeline.callcache import CallCache
 from pipeline.card import render_card
 from pipeline.config import Prepared, RunOptions, prepare
 from pipeline.errors import UserError
@@ -34,6 +34,7 @@ from pipeline.lock import RunLock
 from pipeline.manifest import Manifest, snapshot_hash
 from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE, Part, plan_round, quotas, source_quotas
 from pipeline.progress import cost_label, in_flight_label, make_progress
+from pipeline.recovery import EMBEDDINGS_DIR, Recovery
 from pipeline.refusals import refusal_warnings
 from pipeline.report import write_report
 from pipeline.roles import Clients, JudgeParts, VectorCaches, make_responder
@@ -111,21 +112,20 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
     with RunLock(run_dir.lock):
         if options.fresh:
             _clear(run_dir)
-        stale = run_dir.remove_temp_files()
-        manifest = Manifest.load(run_dir.manifest)
-        if manifest is None:
-            manifest = Manifest.create(run_dir.manifest, prepared.snapshot)
-        else:
-            manifest.require_same_config(prepared.snapshot)
+        recovery = Recovery()
+        recovery.checkpoints(run_dir)
+        manifest = recovery.manifest(run_dir, prepared.snapshot)
+        cache = recovery.call_cache(run_dir, manifest)
+        for warning in recovery.warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         manifest.data["connection"] = {
             "generator": prepared.generator.model_dump(include=CONNECTION_FIELDS),
             "judge": prepared.judge.model_dump(include=CONNECTION_FIELDS),
         }
         events = EventLog(run_dir.events)
-        if stale:
-            events.write("temp_files_removed", paths=[str(path) for path in stale])
-        cache = CallCache(run_dir.calls)
-        vector_caches = VectorCaches(run_dir.root / "embeddings")
+        for warning in recovery.warnings:
+            events.write("recovered", warning=warning)
+        vector_caches = VectorCaches(run_dir.root / EMBEDDINGS_DIR)
         # spend of earlier sessions of this run counts against the cap
         spent_before = sum(
             record.get("cost_usd", 0.0) for record in manifest.data.get("stages", {}).values()

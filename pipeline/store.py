@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import failpoints
 from pipeline.errors import UserError
@@ -57,7 +59,38 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def write_parquet_atomic(path: Path, frame: pl.DataFrame) -> None:
-    replace_atomically(path, frame.write_parquet)
+    """With a CRC per page, so a part whose bytes changed on disk is caught, not read as data."""
+    replace_atomically(
+        path,
+        lambda name: frame.write_parquet(
+            name,
+            compression="zstd",
+            use_pyarrow=True,
+            pyarrow_options={"write_page_checksum": True},
+        ),
+    )
+
+
+def parquet_damage(path: Path) -> str | None:
+    """Why a parquet file cannot be trusted (cut short, a page's bytes changed), or None: every
+    page is read and checked against its CRC."""
+    try:
+        pq.ParquetFile(path, page_checksum_verification=True).read()
+    except (OSError, pa.ArrowException) as error:
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return None
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Rename a file nothing may trust to `<name>.<why>` (never delete it: it may be evidence, or
+    worth money), numbered if one is already there; returns the new path."""
+    target = path.with_name(f"{path.name}.{why}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = path.with_name(f"{path.name}.{why}-{number}")
+    path.rename(target)
+    return target
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -109,6 +142,25 @@ class RunDir:
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
+
+    def checkpoint_files(self) -> list[Path]:
+        """Every plan and part of every round and of `final/`."""
+        files: list[Path] = []
+        for directory in [*map(self.round_dir, self.rounds()), self.round_dir(FINAL_ROUND)]:
+            if directory.is_dir():
+                files.extend(sorted(directory.glob("*.parquet")))
+                files.extend(sorted(directory.glob("*/part-*.parquet")))
+        return files
+
+    def set_aside_damaged_parts(self) -> list[tuple[Path, str]]:
+        """Check every checkpoint; a damaged one is set aside as `<name>.damaged` (so the stage
+        computes it again) and returned with what is wrong with it."""
+        damaged = []
+        for path in self.checkpoint_files():
+            problem = parquet_damage(path)
+            if problem is not None:
+                damaged.append((set_aside(path, "damaged"), problem))
+        return damaged
 
     def round_dir(self, round_index: int) -> Path:
         """`round-NNN/`; `FINAL_ROUND` is `final/`, where the run-level stages (balance,
