@@ -20,6 +20,7 @@ from pathlib import Path
 from pipeline import failpoints
 from pipeline.backends.base import Request, Response
 from pipeline.errors import UserError
+from pipeline.store import sqlite_disk_errors
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -66,10 +67,11 @@ class CallCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            with sqlite_disk_errors(path):
+                self._db = sqlite3.connect(path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise UserError(
                 f"{path}: not a usable call cache ({error}); move it away or rerun with --fresh"
@@ -88,7 +90,7 @@ class CallCache:
 
     def put(self, key: str, backend: str, model: str, request: Request, response: Response) -> None:
         failpoints.inside_statement(self._db, "sqlite-insert", key)
-        self._db.execute(
+        self._write(
             "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
@@ -106,7 +108,7 @@ class CallCache:
 
     def add_batch(self, batch_id: str, backend: str, model: str, keys: list[str]) -> None:
         """Remember a submitted batch job and the cache keys it answers."""
-        self._db.execute(
+        self._write(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)",
             (batch_id, backend, model, json.dumps(keys), time.time()),
         )
@@ -122,7 +124,7 @@ class CallCache:
 
     def end_batch(self, batch_id: str) -> None:
         """Every answer of the job is in the cache: it is never polled again."""
-        self._db.execute("UPDATE batches SET ended_at = ? WHERE id = ?", (time.time(), batch_id))
+        self._write("UPDATE batches SET ended_at = ? WHERE id = ?", (time.time(), batch_id))
 
     def owner(self) -> dict[str, str]:
         """`run_id` and `config_hash` of the run this cache belongs to (empty: nobody's yet)."""
@@ -130,10 +132,12 @@ class CallCache:
 
     def claim(self, run_id: str, config_hash: str) -> None:
         """Mark the cache as this run's (a no-op when it already is)."""
-        self._db.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("run_id", run_id), ("config_hash", config_hash)],
-        )
+        self._write("INSERT OR REPLACE INTO meta VALUES ('run_id', ?)", (run_id,))
+        self._write("INSERT OR REPLACE INTO meta VALUES ('config_hash', ?)", (config_hash,))
+
+    def _write(self, statement: str, values: tuple[object, ...]) -> None:
+        with sqlite_disk_errors(self.path):
+            self._db.execute(statement, values)
 
     def keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM calls")}

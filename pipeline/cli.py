@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,28 @@ def user_errors() -> Iterator[None]:
     except UserError as error:
         print_error(error.one_line())
         raise typer.Exit(EXIT_USER_ERROR) from None
+    except OSError as error:
+        line = storage_problem(error)
+        if line is None:
+            raise
+        print_error(line)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+#: what a full, read-only or forbidden disk raises: the user's to fix, not a bug
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+
+
+def storage_problem(error: OSError) -> str | None:
+    """One line for a write the disk refused, or None for any other error (a bug: traceback).
+    Every finished part is already on disk, so the fix is to free space and rerun."""
+    advice = "free space or fix permissions there, then rerun the same command to resume"
+    if error.errno not in STORAGE_ERRNOS:
+        return None
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error} while writing; {advice}"
 
 
 def _default_out(taxonomy: Path, n: int, seed: int) -> Path:
@@ -388,7 +411,7 @@ def eval_command(
 ) -> None:
     """Train a logistic regression on the run's corpus embeddings and print per-class
     precision, recall and F1 on each test set (predictions go to RUN/eval/)."""
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from pipeline.evaluate import evaluate
     from pipeline.progress import make_progress
@@ -396,13 +419,15 @@ def eval_command(
     with user_errors():
         progress: Progress
         with make_progress(err_console) as progress:
-            bar = progress.add_task("embed", total=None, unit="texts")
-            result = evaluate(
-                run_dir,
-                test or [],
-                embedder,
-                lambda done, total: progress.update(bar, completed=done, total=total),
-            )
+            bars: list[TaskID] = []
+
+            def on_progress(done: int, total: int) -> None:
+                # the bar appears with the first text embedded, so a bad test file is one line
+                if not bars:
+                    bars.append(progress.add_task("embed", total=total, unit="texts"))
+                progress.update(bars[0], completed=done, total=total)
+
+            result = evaluate(run_dir, test or [], embedder, on_progress)
     out_console.print(f"trained on {result.train_items} train-split items of {run_dir}")
     for report in result.reports:
         title = "safety (safe/unsafe)" if report.task == "label" else "harm category"

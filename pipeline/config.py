@@ -217,11 +217,11 @@ def _sources(
     generator: GeneratorSettings, taxonomy: Taxonomy, template_share: float | None
 ) -> dict[str, float]:
     """Which generators write the queries, and each one's share of every category's quota."""
-    if generator.backend == NO_CALLS_BACKEND:
-        return {TEMPLATE_SOURCE: 1.0}
     share = taxonomy.settings.template_share if template_share is None else template_share
     if not 0.0 <= share <= 1.0:
         raise UserError(f"--template-share must be between 0 and 1 (got {share:g})")
+    if generator.backend == NO_CALLS_BACKEND:
+        return {TEMPLATE_SOURCE: 1.0}
     shares = {LLM_SOURCE: round(1.0 - share, 6), TEMPLATE_SOURCE: share}
     return {source: value for source, value in shares.items() if value > 0}
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import failpoints
 from pipeline.errors import UserError
+from pipeline.store import sqlite_disk_errors
 
 
 class Embedder(Protocol):
@@ -101,9 +102,12 @@ class VectorCache:
         self.path = directory / f"{slug}.sqlite"
         self.embedder = embedder
         self.encoded = 0  # texts this process actually sent to the model
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, vector BLOB)")
+        with sqlite_disk_errors(self.path):
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (id TEXT PRIMARY KEY, vector BLOB)"
+            )
 
     def vectors(self, ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
         """One row per id, embedding (and caching) only the ids not cached yet."""
@@ -121,16 +125,17 @@ class VectorCache:
         }
         if missing:
             encoded = self.embedder.encode(list(missing.values()))
-            self._db.execute("BEGIN")
-            failpoints.inside_statement(self._db, "vectors-insert", str(self.path))
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                [
-                    (row_id, vector.astype(np.float32).tobytes())
-                    for row_id, vector in zip(missing, encoded, strict=True)
-                ],
-            )
-            self._db.execute("COMMIT")
+            with sqlite_disk_errors(self.path):
+                self._db.execute("BEGIN")
+                failpoints.inside_statement(self._db, "vectors-insert", str(self.path))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                    [
+                        (row_id, vector.astype(np.float32).tobytes())
+                        for row_id, vector in zip(missing, encoded, strict=True)
+                    ],
+                )
+                self._db.execute("COMMIT")
             self.encoded += len(missing)
             found.update(zip(missing, encoded, strict=True))
         if not ids:

@@ -7,17 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.store import naming
+
 
 class EventLog:
     """Append-only; a line cut short by a kill is skipped by readers, never fatal."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, event: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 3), "event": event, **fields}
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise naming(error, self.path) from None
 
     def close(self) -> None:
         self._file.close()

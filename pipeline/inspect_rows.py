@@ -39,7 +39,8 @@ def load_stage(root: Path, stage: str) -> pl.DataFrame:
     if not run_dir.manifest.exists():
         raise UserError(f"{root}: not a run directory (no run.json); pass the --out of a run")
     if stage not in (*STAGES, *FINAL_STAGES):
-        raise UserError(f"unknown stage {stage!r} (stages: {', '.join(STAGES + FINAL_STAGES)})")
+        known = ", ".join(STAGES + FINAL_STAGES)
+        raise UserError(f"--stage: unknown stage {stage!r} (stages: {known})")
     rounds = [FINAL_ROUND] if stage in FINAL_STAGES else run_dir.rounds()
     frames = [
         frame

@@ -7,11 +7,14 @@ the files themselves, never from a manifest that may lag.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,39 @@ def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
         with open(temp_name, "rb") as temp_file:
             os.fsync(temp_file.fileno())
         os.replace(temp_name, path)
+    except OSError as error:
+        Path(temp_name).unlink(missing_ok=True)
+        raise naming(error, path) from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     if kind == "parquet":
         failpoints.reached("parquet-renamed", str(path))
+
+
+def naming(error: OSError, path: Path) -> OSError:
+    """The error, naming the file it is about (pyarrow and plain writes leave that out), so a full
+    disk is reported as one line that says where."""
+    if error.filename is not None:
+        return error
+    return OSError(error.errno, error.strerror or str(error), str(path))
+
+
+#: how SQLite says that the disk refused a write
+SQLITE_DISK_ERRORS = {"disk is full": errno.ENOSPC, "disk I/O error": errno.EIO}
+
+
+@contextmanager
+def sqlite_disk_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's disk-full and I/O errors into `OSError`s that name the database."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        for phrase, number in SQLITE_DISK_ERRORS.items():
+            if phrase in str(error):
+                raise OSError(number, str(error), str(path)) from None
+        raise
 
 
 def write_atomic(path: Path, data: bytes) -> None:

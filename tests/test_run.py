@@ -261,45 +261,6 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(small_taxonomy: Path, tmp_p
     assert run_synth("run", "--taxonomy", small_taxonomy, "--n", "12", "--out", out).returncode == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--n", "0"], "--n must be at least 1"),
-        (["--n", "-5"], "--n must be at least 1"),
-        (
-            ["--n", "2", "--backend", "nope"],
-            "--backend: unknown backend 'nope' "
-            "(available: local, openai, anthropic, vllm, template)",
-        ),
-        (["--n", "2", "--model", "/no/such/model.gguf"], "GGUF model file not found"),
-        (["--n", "2", "--fuzzy-threshold", "150"], "--fuzzy-threshold: Input should be less"),
-        (["--n", "2", "--embedding-threshold", "-1"], "--embedding-threshold: Input should be"),
-        (["--n", "2", "--judge", "bogus"], "--judge must be 'offline' or 'llm'"),
-        (
-            ["--n", "2", "--judge", "llm", "--judge-backend", "nope"],
-            "--judge-backend: unknown backend 'nope'",
-        ),
-    ],
-)
-def test_bad_flags_give_one_line(
-    small_taxonomy: Path, cli: Any, args: list[str], message: str
-) -> None:
-    out = small_taxonomy.parent / "out"
-    result = cli("run", "--taxonomy", small_taxonomy, "--out", out, *args)
-    assert result.exit_code == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not out.exists()
-
-
-def test_output_directory_not_writable(small_taxonomy: Path, cli: Any, tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    result = cli("run", "--taxonomy", small_taxonomy, "--n", "2", "--out", blocker / "run")
-    assert result.exit_code == 2
-    assert "not writable" in result.stderr or "not a directory" in result.stderr
-
-
 def test_screened_out_rows_stay_with_reasons_and_do_not_count(tmp_path: Path) -> None:
     def reject_everything(document: dict[str, Any]) -> None:
         document["screen"]["min_chars"] = 190
