@@ -27,14 +27,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: a fault for the n-th request (0-based) or None: "429", "500", "hang", "malformed", "drop",
-#: "401", "404", "echo-key" (a 500 whose body repeats the request's key); "429-now" and "500-now"
+#: "401", "404", "echo-key" (a 500 whose body repeats the request's key), "truncated" (a 200 whose
+#: body stops half way and the connection closes); "429-now" and "500-now"
 #: ask for no wait before the retry (Retry-After: 0), for fast tests of the limits. Answers that
 #: are answered but bad: "length" (a list cut at the token limit), "filtered" (a content filter
 #: stop) and "refuse" (a polite refusal in Korean, finish "stop")
 FaultPlan = Callable[[int, str], str | None]
-#: faults that still answer 200 (counted as answered)
-ANSWERED_FAULTS = ("length", "filtered", "refuse")
+#: faults that still answer 200 (counted as answered); "empty" answers nothing, "prose" a
+#: paragraph with no list in it
+ANSWERED_FAULTS = ("length", "filtered", "refuse", "empty", "prose")
 _REFUSAL_TEXT = "죄송하지만 요청하신 질문 목록은 작성해 드릴 수 없습니다."
+#: what the answer says instead of a list, by fault
+_FAULT_TEXT = {
+    "refuse": _REFUSAL_TEXT,
+    "empty": "",
+    "prose": "좋은 주제네요. 이런 질문은 상황에 따라 여러 방향으로 생각해 볼 수 있고, "
+    "무엇보다 듣는 사람의 입장을 먼저 헤아리는 것이 중요하다고 생각합니다.",
+}
 #: each bad answer's finish reason in the OpenAI and the Anthropic shape
 _FINISH = {"length": ("length", "max_tokens"), "filtered": ("content_filter", "refusal")}
 
@@ -125,12 +134,12 @@ class FakeLLMServer:
             answer = self._anthropic(body, identity)
             if anthropic_stop:
                 answer["stop_reason"] = anthropic_stop
-            if fault == "refuse":
-                answer["content"] = [{"type": "text", "text": _REFUSAL_TEXT}]
+            if fault in _FAULT_TEXT:
+                answer["content"] = [{"type": "text", "text": _FAULT_TEXT[fault]}]
             return answer
         if path.endswith("/chat/completions"):
-            if fault == "refuse":
-                text = _REFUSAL_TEXT
+            if fault in _FAULT_TEXT:
+                text = _FAULT_TEXT[fault]
             elif body.get("response_format"):
                 text = json.dumps(_verdict(body), ensure_ascii=False)
             else:
@@ -158,8 +167,8 @@ class FakeLLMServer:
         lines += [
             f"{first + i}. {korean_query(identity, i)}" for i in range(1, self.items_per_answer)
         ]
-        if fault == "refuse":
-            lines = [_REFUSAL_TEXT]
+        if fault in _FAULT_TEXT:
+            lines = [_FAULT_TEXT[fault]]
         return {
             "id": "cmpl-fake",
             "object": "text_completion",
@@ -440,6 +449,10 @@ class FakeLLMServer:
                     self.connection.shutdown(2)
                 elif fault == "malformed":
                     self._raw(200, b'{"choices": [ {"index": 0, "mess')
+                elif fault == "truncated":
+                    whole = json.dumps(server.answer(self.path, body, identity)).encode()
+                    self._raw(200, whole, cut_at=len(whole) // 2)
+                    self.close_connection = True
                 else:
                     answered_fault = fault if fault in ANSWERED_FAULTS else None
                     answer = server.answer(self.path, body, identity, answered_fault)
@@ -452,14 +465,20 @@ class FakeLLMServer:
             ) -> None:
                 self._raw(status, json.dumps(payload, ensure_ascii=False).encode(), headers)
 
-            def _raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+            def _raw(
+                self,
+                status: int,
+                data: bytes,
+                headers: dict[str, str] | None = None,
+                cut_at: int | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(data[:cut_at])
 
         return Handler
 

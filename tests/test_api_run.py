@@ -107,6 +107,36 @@ def test_api_run_survives_faults_answers_each_call_once_and_never_writes_the_key
     assert status.exit_code == 0 and "est. cost $" in status.output
 
 
+def test_a_run_through_every_kind_of_fault_meets_its_quotas_or_reports_the_shortfall(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of 429s, 500s, a timeout, malformed JSON and a body cut off mid-stream are retried;
+    an empty answer and prose with no list are paid answers that yield no row, recorded as
+    rejected `no_list` rows. The run ends with each category at quota or its shortfall said."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    taxonomy = write_taxonomy(
+        tmp_path, settings={"calls_per_batch": 1, "items_per_call": 4, "max_rounds": 2}
+    )
+    retried = ["429-now"] * 4 + ["500-now", "500-now", "hang", "malformed", "truncated"]
+    plan = {**dict(enumerate(retried)), 9: "empty", 10: "prose", 11: "empty"}
+    out = tmp_path / "out"
+    with FakeLLMServer(faults=lambda ordinal, _: plan.get(ordinal)) as server:
+        # a chat model: a base model's completion continues "1." so prose would be one item
+        args = [a if a != "--completions" else "--chat" for a in _api_args(taxonomy, out, server)]
+        result = cli(*args, "--max-in-flight", "1")
+    assert result.exit_code == 0, result.output
+    assert sorted(server.answered.values()) == [1] * _planned(out), "each call answered once"
+    assert server.requests == _planned(out) + len(retried)
+    manifest = json.loads((out / "run.json").read_text())
+    assert sum(r.get("retries", 0) for r in manifest["stages"].values()) == len(retried)
+    rows = pl.read_parquet(out / "round-*" / "generate" / "*.parquet")
+    assert rows.filter(pl.col("reject_reason") == "no_list").height == 3
+    for outcome in manifest["outcomes"]:
+        assert outcome["accepted"] == outcome["quota"] or outcome["reason"], outcome
+        if outcome["reason"]:
+            assert outcome["category"] in result.stdout and "short" in result.stdout
+
+
 def test_killing_an_api_run_and_rerunning_pays_for_no_call_twice(
     taxonomy: Path, tmp_path: Path
 ) -> None:
