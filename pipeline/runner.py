@@ -596,7 +596,12 @@ def _dedup_reference(run_dir: RunDir, taxonomy: Taxonomy, round_index: int) -> p
         kept = kept_rows(run_dir, earlier)
         if kept is not None and kept.height:
             frames.append(
-                kept.select("id", "text").with_columns(pl.lit("earlier_round").alias("source"))
+                kept.select(
+                    "id",
+                    "text",
+                    pl.lit("earlier_round").alias("source"),
+                    (pl.col("source") == TEMPLATE_SOURCE).alias("template"),
+                )
             )
     return pl.concat(frames, how="vertical_relaxed")
 

@@ -186,6 +186,10 @@ class DedupSettings(StrictModel):
 
     fuzzy_threshold: float = Field(90.0, ge=0.0, le=100.0)
     embedding_threshold: float | None = Field(0.95, ge=0.0, le=1.0)
+    #: between two rows of the template generator: e5 puts queries that differ in one content
+    #: slot (another object or place) at 0.95-0.97 and wording variants of one content (frame,
+    #: ending, sentence type) above, so 0.95 would merge the variety templates exist to make
+    template_embedding_threshold: float | None = Field(0.97, ge=0.0, le=1.0)
     embedder: str = "e5"
     num_perm: int = Field(120, ge=8, le=1024)
     bands: int = Field(20, ge=1)

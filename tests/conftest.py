@@ -96,3 +96,13 @@ def run_synth(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[s
         env=env,
         **kwargs,
     )
+
+
+def kept_files(out: Path) -> dict[str, bytes]:
+    """Every file a run keeps, by relative path: not the lock's pid, nor the WAL index SQLite
+    creates when a reader opens a database (a run refused with one line changes neither)."""
+    return {
+        str(path.relative_to(out)): path.read_bytes()
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and path.name != ".lock" and not path.name.endswith(("-shm", "-wal"))
+    }

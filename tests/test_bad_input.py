@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import run_synth, write_taxonomy
+from tests.conftest import kept_files, run_synth, write_taxonomy
 
 #: a case edits the project copy under `root` and returns the arguments of the command to run
 Case = Callable[[Path], list[Any]]
@@ -216,15 +216,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _contents(out: Path) -> dict[str, bytes]:
-    """Every file a run keeps (not the lock's pid, nor SQLite's WAL index a reader may create)."""
-    return {
-        str(path.relative_to(out)): path.read_bytes()
-        for path in sorted(out.rglob("*"))
-        if path.is_file() and path.name != ".lock" and not path.name.endswith(("-shm", "-wal"))
-    }
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_bad_input_is_one_line_and_leaves_the_run_alone(
     name: str, project: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
@@ -233,7 +224,7 @@ def test_bad_input_is_one_line_and_leaves_the_run_alone(
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     root = tmp_path / "project"
     shutil.copytree(project, root)
-    before = _contents(root / "out")
+    before = kept_files(root / "out")
     case, needles = CASES[name]
     result = cli(*case(root))
     assert result.exit_code == 2, result.output
@@ -242,7 +233,7 @@ def test_bad_input_is_one_line_and_leaves_the_run_alone(
     assert "Traceback" not in result.output
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
-    assert _contents(root / "out") == before
+    assert kept_files(root / "out") == before
 
 
 def test_there_are_at_least_25_cases() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.conftest import run_synth, write_taxonomy
+from tests.conftest import kept_files, run_synth, write_taxonomy
 from tests.fake_llm_server import FakeLLMServer
 
 
@@ -46,15 +46,6 @@ def _copy(finished: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
 
 def _items(out: Path) -> pl.DataFrame:
     return pl.read_parquet(out / "corpus" / "items.parquet").sort("id")
-
-
-def _contents(out: Path) -> dict[Path, bytes]:
-    """Every file a run keeps (not the lock's pid, nor SQLite's WAL index a reader may create)."""
-    return {
-        path: path.read_bytes()
-        for path in out.rglob("*")
-        if path.is_file() and path.name != ".lock" and not path.name.endswith(("-shm", "-wal"))
-    }
 
 
 def _warnings(stderr: str) -> list[str]:
@@ -104,12 +95,12 @@ def test_a_corrupt_run_json_of_other_settings_is_one_line_and_nothing_is_touched
 ) -> None:
     taxonomy, out = _copy(finished, tmp_path)
     (out / "run.json").write_bytes(b"\x00\x01 not json")
-    before = _contents(out)
+    before = kept_files(out)
     result = run_synth(*_args(taxonomy, out, n=41))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "run.json: run manifest is damaged" in result.stderr and "--fresh" in result.stderr
-    assert _contents(out) == before
+    assert kept_files(out) == before
 
 
 def test_a_stale_lock_of_a_dead_process_does_not_block_a_rerun(

@@ -16,17 +16,20 @@ from pipeline.dedup.fuzzy import fuzzy_matches
 from pipeline.dedup.keys import dedup_key
 from pipeline.dedup.vectors import similar_pairs
 from pipeline.embed import VectorCache
+from pipeline.plan import TEMPLATE_SOURCE
 from pipeline.taxonomy import DedupSettings, Taxonomy
 from pipeline.text import row_id
 
 NAME = "dedup"
-REFERENCE_SCHEMA = {"id": pl.String, "text": pl.String, "source": pl.String}
+#: `source` says what a reference row is (exemplar, earlier_round); `template` whether the
+#: template generator wrote it
+REFERENCE_SCHEMA = {"id": pl.String, "text": pl.String, "source": pl.String, "template": pl.Boolean}
 
 
 def exemplar_reference(taxonomy: Taxonomy) -> pl.DataFrame:
     return pl.DataFrame(
         [
-            {"id": row_id(category.id, text), "text": text, "source": "exemplar"}
+            {"id": row_id(category.id, text), "text": text, "source": "exemplar", "template": False}
             for category in taxonomy.categories
             for text in category.exemplars
         ],
@@ -66,8 +69,11 @@ def run(
         matrix = vectors.vectors(
             [ordered_ids[index] for index in distinct], [ordered_texts[index] for index in distinct]
         )
-        for i, j, score in similar_pairs(matrix, settings.embedding_threshold):
-            matches.append((distinct[i], distinct[j], "embedding", score))
+        from_templates = _from_templates(reference, "template") + _from_templates(live, "source")
+        for i, j, score in similar_pairs(matrix, _lowest_threshold(settings)):
+            both = from_templates[distinct[i]] and from_templates[distinct[j]]
+            if score >= _threshold(settings, both):
+                matches.append((distinct[i], distinct[j], "embedding", score))
 
     decisions = decide(len(ordered_ids), matches, always_keep=len(reference))
     n_reference = len(reference)
@@ -100,3 +106,25 @@ def run(
         pl.Series("rejected_by", rejected_by, dtype=pl.String),
         pl.Series("reject_reason", reasons, dtype=pl.String),
     )
+
+
+def _threshold(settings: DedupSettings, both_from_templates: bool) -> float:
+    """The cosine at which a pair is a duplicate; 2.0 (never) when that pass is off."""
+    threshold = (
+        settings.template_embedding_threshold
+        if both_from_templates
+        else settings.embedding_threshold
+    )
+    return 2.0 if threshold is None else threshold
+
+
+def _from_templates(rows: pl.DataFrame, column: str) -> list[bool]:
+    """Which rows the template generator wrote (none, for rows made before sources were kept)."""
+    if column not in rows.columns:
+        return [False] * rows.height
+    values = rows[column].to_list()
+    return [value is True or value == TEMPLATE_SOURCE for value in values]
+
+
+def _lowest_threshold(settings: DedupSettings) -> float:
+    return min(_threshold(settings, False), _threshold(settings, True))
