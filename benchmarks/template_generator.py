@@ -33,6 +33,9 @@ from pipeline.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
 from pipeline.template_queries import TemplateGenerator  # noqa: E402
 from pipeline.text import row_id  # noqa: E402
 
+#: queries per planned call (the taxonomy's items_per_call)
+CALL_SIZE = 8
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,7 +51,7 @@ def main() -> None:
     print(f"{'category':<26} {'space':>8} {'reached':>8}  (of {args.draw} drawn)")
     started, drawn = time.perf_counter(), 0
     for category in taxonomy.category_ids:
-        queries = generator.queries(category, seed=1, count=args.draw)
+        queries = _deal(generator, category, args.draw)
         drawn += len(queries)
         reached = len({dedup_key(text) for text in queries})
         print(f"{category:<26} {generator.space(category):>8} {reached:>8}")
@@ -75,6 +78,14 @@ def main() -> None:
         _dedup_survivors(taxonomy, generator, args.dedup)
 
 
+def _deal(generator: TemplateGenerator, category: str, count: int) -> list[str]:
+    """`count` queries of one category, dealt as a run deals them: calls of 8 in order."""
+    texts: list[str] = []
+    for call in range(-(-count // CALL_SIZE)):
+        texts += generator.queries(category, call, seed=call, count=CALL_SIZE)
+    return texts[:count]
+
+
 def _dedup_survivors(taxonomy: Taxonomy, generator: TemplateGenerator, count: int) -> None:
     """Keepers of the real dedup stage among `count` fresh queries per category."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -82,12 +93,13 @@ def _dedup_survivors(taxonomy: Taxonomy, generator: TemplateGenerator, count: in
         reference = dedup.exemplar_reference(taxonomy)
         print(f"{'category':<26} {'kept':>6}  (of {count} drawn, after exact+fuzzy+embedding)")
         for category in taxonomy.category_ids:
-            texts = generator.queries(category, seed=7, count=count)
+            texts = _deal(generator, category, count)
             rows = pl.DataFrame(
                 {
                     "id": [row_id(category, text) for text in texts],
                     "category": [category] * len(texts),
                     "text": texts,
+                    "source": ["template"] * len(texts),
                     "rejected_by": [None] * len(texts),
                     "reject_reason": [None] * len(texts),
                 },

@@ -167,7 +167,9 @@ def prepare(options: RunOptions) -> Prepared:
     if options.max_cost is not None and options.max_cost <= 0:
         raise UserError(f"--max-cost must be more than 0 dollars (got {options.max_cost:g})")
     template_queries = (
-        TemplateGenerator(taxonomy, prompts.root) if TEMPLATE_SOURCE in sources else None
+        TemplateGenerator(taxonomy, prompts.root, options.seed)
+        if TEMPLATE_SOURCE in sources
+        else None
     )
     # only what changes results decides whether a run may resume: connection settings and
     # prices do not, and no key is ever part of a setting

@@ -176,6 +176,7 @@ def next_round(
                 shortfall,
                 dict(done.calls_by_part),
                 dict(done.accepted_by_part),
+                done.latest_yield_by_part(),
             )
         return round_index, tasks
     return None, plan_round(prepared.taxonomy, 1, options.seed, {}, {}, {})

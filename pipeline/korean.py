@@ -51,6 +51,7 @@ PARTICLES: dict[str, Morpheme] = {
     "로": ("으로", "JKB"),
     "의": ("의", "JKG"),
     "에게": ("에게", "JKB"),
+    "에게서": ("에게서", "JKB"),
     "에서": ("에서", "JKB"),
     "에": ("에", "JKB"),
     "도": ("도", "JX"),
@@ -85,6 +86,12 @@ def predicate_parts(lemma: str) -> tuple[str, tuple[Morpheme, ...]]:
     if not stems:
         raise UserError(f"predicate {lemma!r}: Kiwi finds no verb or adjective stem in it")
     last = stems[-1]
+    if tokens[last].tag == "VCP" and last > 0 and tokens[last - 1].tag.startswith("NN"):
+        # Kiwi reads some 이-verbs as a noun and the copula (먹이다 as 먹이 + 이다, 높이다 as
+        # 높이 + 이다), which would conjugate to 먹이이어; an act is a verb, so the surface
+        # from the noun up to 다 is one verb stem (먹이 -> 먹여, 높이 -> 높여)
+        noun = tokens[last - 1]
+        return lemma[: noun.start], ((lemma[noun.start : tokens[-1].start], "VV"),)
     prefix = lemma[: tokens[last].start]
     return prefix, tuple((t.form, t.tag) for t in tokens[last:-1])
 

@@ -3,7 +3,9 @@
 `--n` counts accepted items in the final corpus. Safe categories share `safe_share` of it and
 unsafe ones the rest (or all share by weight when `safe_share` is null); within a share, categories
 split by weight with the largest-remainder method so the quotas sum to exactly `--n`. Each round
-asks for the shortfall times `oversample`, divided by the yield per call seen so far.
+asks for the shortfall times `oversample` (after round 1 plus a few items, so a small shortfall is
+not left to one or two calls), divided by the yield per call: the lower of the run's so far and
+the latest round's.
 
 A run may mix generators (`settings.template_share`): each category's quota is split between the
 sources by share, and each source is planned against its own part with its own yield, so a
@@ -29,6 +31,10 @@ TEMPLATE_SOURCE = "template"
 PRIOR_YIELD_SHARE = {LLM_SOURCE: 0.3, TEMPLATE_SOURCE: 0.75}
 #: never plan as if a call yields less than this, so a category with zero yield stays bounded
 MIN_YIELD_PER_CALL = 0.25
+#: items planned beyond `shortfall x oversample` in a top-up round: a category one or two items
+#: short would otherwise get one or two calls, which come back empty often enough to end a run
+#: short (measured on `--backend template` runs, see benchmarks/RESULTS.md)
+SHORTFALL_MARGIN = 4
 
 TASK_SCHEMA = {
     "task_id": pl.String,
@@ -95,10 +101,15 @@ def plan_round(
     shortfall: dict[Part, int],
     calls_before_by_part: dict[Part, int],
     accepted_by_part: dict[Part, int],
+    latest_yield_by_part: dict[Part, float] | None = None,
 ) -> pl.DataFrame:
     """One row per generation call of this round, numbered after the calls of earlier rounds so
     no seed is ever reused. Keys are (category, source); LLM calls keep the plain
-    `<category>/<n>` task ids and seeds, template calls get their own (`<category>/t<n>`)."""
+    `<category>/<n>` task ids and seeds, template calls get their own (`<category>/t<n>`).
+
+    The yield per call is the lower of the whole run's and the latest round's: new items get
+    rarer as earlier rounds fill a category's space (most of all for the template lexicons), so
+    a plan from the cumulative yield alone falls short again, a round at a time."""
     settings = taxonomy.settings
     rows = []
     for category in taxonomy.categories:
@@ -109,10 +120,15 @@ def plan_round(
             calls_before = calls_before_by_part.get((category.id, source), 0)
             if calls_before:
                 per_call = accepted_by_part.get((category.id, source), 0) / calls_before
+                latest = (latest_yield_by_part or {}).get((category.id, source))
+                if latest is not None:
+                    per_call = min(per_call, latest)
             else:
                 per_call = settings.items_per_call * PRIOR_YIELD_SHARE[source]
             per_call = max(per_call, MIN_YIELD_PER_CALL)
-            n_calls = math.ceil(missing * settings.oversample / per_call)
+            # round 1 plans from the prior; a margin helps only a top-up of a few items
+            margin = SHORTFALL_MARGIN if calls_before else 0
+            n_calls = math.ceil((missing * settings.oversample + margin) / per_call)
             n_calls = min(n_calls, settings.max_calls_per_round)
             marker = "" if source == LLM_SOURCE else "t"
             for offset in range(n_calls):

@@ -414,6 +414,7 @@ def _load_or_plan(
         shortfall,
         dict(done.calls_by_part),
         dict(done.accepted_by_part),
+        done.latest_yield_by_part(),
     )
     write_parquet_atomic(run_dir.round_dir(round_index) / PLAN_FILE, tasks)
     return tasks

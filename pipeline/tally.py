@@ -26,6 +26,18 @@ class Tally:
     calls_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
     accepted_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
     accepted_ids: set[str] = field(default_factory=set)
+    #: calls and new accepted items of the latest round counted, per part: its yield per call
+    #: is the marginal one, which falls below the cumulative as earlier rounds fill the space
+    latest_calls_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
+    latest_accepted_by_part: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def latest_yield_by_part(self) -> dict[tuple[str, str], float]:
+        """New accepted items per call in the latest round, for parts that made calls in it."""
+        return {
+            part: self.latest_accepted_by_part[part] / calls
+            for part, calls in self.latest_calls_by_part.items()
+            if calls
+        }
 
 
 def round_shortfall(
@@ -59,11 +71,14 @@ def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
     an earlier round is not counted again when a later round produces it once more."""
     result = Tally()
     for round_index in sorted(rounds):
+        latest = round_index == max(rounds)
         plan = read_plan(run_dir, round_index)
         if plan is not None:
             for category, source in plan.select("category", "source").iter_rows():
                 result.calls_by_category[category] += 1
                 result.calls_by_part[(category, source)] += 1
+                if latest:
+                    result.latest_calls_by_part[(category, source)] += 1
         kept = kept_rows(run_dir, round_index)
         if kept is None:
             continue
@@ -72,6 +87,8 @@ def tally(run_dir: RunDir, rounds: list[int]) -> Tally:
                 result.accepted_ids.add(row_id)
                 result.accepted_by_category[category] += 1
                 result.accepted_by_part[(category, source)] += 1
+                if latest:
+                    result.latest_accepted_by_part[(category, source)] += 1
     return result
 
 

@@ -1,6 +1,6 @@
 """Conjugation and particles on the stems that break naive string rules: 받침 or not,
-ㄹ-irregular (만들다), ㅂ-irregular (돕다), ㄷ- and ㅅ-irregular (듣다, 짓다), 하다-verbs, and
-multi-word predicates."""
+ㄹ-irregular (만들다), ㅂ-irregular (돕다), ㄷ- and ㅅ-irregular (듣다, 짓다), 하다-verbs, 이-verbs
+Kiwi takes for a noun and the copula (먹이다), and multi-word predicates."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ from pipeline.korean import FORMS, LEVELS, attach, conjugate, endings_count, kiw
         ("짓다", "statement", "polite", "지으려고 해요."),
         ("숨기다", "request", "plain", "숨겨 줘."),
         ("몰래 알아내다", "wish", "plain", "몰래 알아내고 싶어."),
+        # Kiwi reads these as a noun and the copula (먹이 + 이다); they are verbs
+        ("먹이다", "question", "plain", "먹여?"),
+        ("높이다", "request", "polite", "높여 주세요."),
+        ("약을 먹이다", "statement", "polite", "약을 먹이려고 해요."),
     ],
 )
 def test_conjugation_on_tricky_stems(lemma: str, form: str, level: str, expected: str) -> None:

@@ -58,6 +58,19 @@ def test_later_rounds_continue_the_call_numbering_and_use_observed_yield() -> No
     assert later.height > first.height
 
 
+def test_a_falling_yield_in_the_latest_round_plans_from_the_latest_round() -> None:
+    """Rounds 1-2 made 100 calls for 200 new items (2 per call) but round 2 alone made 40 calls
+    for 20 (0.5 per call): the space is filling, so round 3 plans from the lower yield."""
+    taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
+    part = ("lookalike", TEMPLATE_SOURCE)
+    cumulative = plan_round(taxonomy, 3, 0, {part: 20}, {part: 100}, {part: 200})
+    marginal = plan_round(taxonomy, 3, 0, {part: 20}, {part: 100}, {part: 200}, {part: 0.5})
+    assert marginal.height == 4 * cumulative.height
+    # a latest round that did better than the run so far does not make the plan bolder
+    better = plan_round(taxonomy, 3, 0, {part: 20}, {part: 100}, {part: 200}, {part: 4.0})
+    assert better.height == cumulative.height
+
+
 def test_a_mix_splits_each_quota_by_share_and_plans_each_source_on_its_own_yield() -> None:
     taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
     shares = {LLM_SOURCE: 0.7, TEMPLATE_SOURCE: 0.3}

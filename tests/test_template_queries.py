@@ -4,6 +4,7 @@ Korean queries, and run through the whole pipeline with no model call."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ import pytest
 import yaml
 
 from pipeline.errors import UserError
-from pipeline.korean import kiwi
+from pipeline.korean import (
+    FORMS,
+    LEVELS,
+    conjugate,
+    endings_count,
+    kiwi,
+    predicate_parts,
+)
 from pipeline.taxonomy import load_taxonomy
 from pipeline.template_queries import TemplateGenerator
 from tests.conftest import write_taxonomy
@@ -33,10 +41,32 @@ def test_every_category_has_a_lexicon_with_room(generator: TemplateGenerator) ->
 
 
 def test_queries_are_seeded_and_distinct(generator: TemplateGenerator) -> None:
-    first = generator.queries("crime_advice", seed=5, count=20)
-    assert first == generator.queries("crime_advice", seed=5, count=20)
-    assert first != generator.queries("crime_advice", seed=6, count=20)
+    first = generator.queries("crime_advice", call_index=3, seed=5, count=20)
+    assert first == generator.queries("crime_advice", call_index=3, seed=5, count=20)
+    assert first != generator.queries("crime_advice", call_index=3, seed=6, count=20)
     assert len(set(first)) == 20
+
+
+def test_calls_deal_distinct_content_until_the_deck_is_spent() -> None:
+    """Drawing at random repeats content (the same words in another frame) long before a
+    category's space is used up; the deck deals every content once first, and another run seed
+    deals them in another order."""
+    generator = TemplateGenerator(TAXONOMY, ROOT / "prompts", seed=11)
+    deck = generator._deck("lookalike")
+    per_call = 8
+    dealt = [
+        deck.dealt(call * per_call + row, random.Random(0))
+        for call in range(deck.size // per_call)
+        for row in range(per_call)
+    ]
+    assert len(set(dealt)) == len(dealt)
+    contents = {deck.content(index) for index in range(deck.size)}
+    assert len(contents) == deck.size  # every index decodes to its own (pattern, act)
+    other = TemplateGenerator(TAXONOMY, ROOT / "prompts", seed=12)._deck("lookalike")
+    assert [other.dealt(i, random.Random(0)) for i in range(50)] != dealt[:50]
+    pattern, _ = deck.content(deck.dealt(0, random.Random(0)))
+    query = generator.queries("lookalike", call_index=0, seed=1, count=per_call)[0]
+    assert pattern in query
 
 
 def test_sampled_queries_are_well_formed_korean(generator: TemplateGenerator) -> None:
@@ -48,6 +78,23 @@ def test_sampled_queries_are_well_formed_korean(generator: TemplateGenerator) ->
         assert text[-1] in ".?", text
 
 
+def test_no_shipped_predicate_conjugates_as_a_noun_and_the_copula(
+    generator: TemplateGenerator,
+) -> None:
+    """Every act of every lexicon, in every sentence type and level, reads back through Kiwi as
+    a verb: a stem Kiwi took for a noun and 이다 would come out as 먹이이어 (no unknown morpheme,
+    so the sample check above cannot see it)."""
+    for category, templates in generator.categories.items():
+        for act in {act for pattern_set in templates.sets for act in pattern_set.acts}:
+            for form in FORMS:
+                for level in LEVELS:
+                    for variant in range(endings_count(form, level)):
+                        text = conjugate(act, form, level, variant)
+                        prefix, _ = predicate_parts(act)  # 정품인 척 팔다 keeps its 이다
+                        tags = [t.tag for t in kiwi().tokenize(text) if t.start >= len(prefix)]
+                        assert "VCP" not in tags, (category, act, text)
+
+
 def test_a_pattern_with_an_unknown_slot_names_the_file(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
@@ -57,6 +104,19 @@ def test_a_pattern_with_an_unknown_slot_names_the_file(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
     with pytest.raises(
         UserError, match=r"everyday.yaml: sets\[0\]: '\{food:을\}' uses slot 'food'"
+    ):
+        TemplateGenerator(TAXONOMY, prompts)
+
+
+def test_an_unknown_particle_names_the_file_and_set(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    path = prompts / "templates" / "everyday.yaml"
+    document = yaml.safe_load(path.read_text("utf-8"))
+    document["sets"][1]["patterns"].append("{thing:께서}")
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
+    with pytest.raises(
+        UserError, match=r"everyday.yaml: sets\[1\]: '\{thing:께서\}': unknown particle '께서'"
     ):
         TemplateGenerator(TAXONOMY, prompts)
 

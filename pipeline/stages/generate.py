@@ -261,11 +261,13 @@ def from_templates(
     tasks: pl.DataFrame, queries: TemplateGenerator, prompt_ids: dict[str, str]
 ) -> pl.DataFrame:
     """One batch of planned calls answered by the template generator instead of a model: each
-    task's seed draws its `n_new` queries, so a rerun writes the very same rows."""
+    task's call index and seed pick its `n_new` queries, so a rerun writes the very same rows."""
     generator = f"{queries.name}:{queries.model}"
     found = [
         _row(task, item, index, generator, prompt_ids[task["category"]], None, "template")
         for task in tasks.iter_rows(named=True)
-        for index, item in enumerate(queries.queries(task["category"], task["seed"], task["n_new"]))
+        for index, item in enumerate(
+            queries.queries(task["category"], task["call_index"], task["seed"], task["n_new"])
+        )
     ]
     return pl.DataFrame(found, schema=ROW_SCHEMA)
