@@ -192,7 +192,7 @@ class DedupSettings(StrictModel):
     template_embedding_threshold: float | None = Field(0.97, ge=0.0, le=1.0)
     embedder: str = "e5"
     num_perm: int = Field(120, ge=8, le=1024)
-    bands: int = Field(20, ge=1)
+    bands: int = Field(24, ge=1)
 
     @model_validator(mode="after")
     def _bands_divide(self) -> DedupSettings:
