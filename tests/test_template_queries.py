@@ -95,29 +95,21 @@ def test_no_shipped_predicate_conjugates_as_a_noun_and_the_copula(
                         assert "VCP" not in tags, (category, act, text)
 
 
-def test_a_pattern_with_an_unknown_slot_names_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("{food:을}", r"sets\[1\]: '\{food:을\}' uses slot 'food'"),
+        ("{thing:께서}", r"sets\[1\]: '\{thing:께서\}': unknown particle '께서'"),
+    ],
+)
+def test_a_bad_pattern_names_the_file_and_set(tmp_path: Path, pattern: str, message: str) -> None:
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     path = prompts / "templates" / "everyday.yaml"
     document = yaml.safe_load(path.read_text("utf-8"))
-    document["sets"][0]["patterns"].append("{food:을}")
+    document["sets"][1]["patterns"].append(pattern)
     path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
-    with pytest.raises(
-        UserError, match=r"everyday.yaml: sets\[0\]: '\{food:을\}' uses slot 'food'"
-    ):
-        TemplateGenerator(TAXONOMY, prompts)
-
-
-def test_an_unknown_particle_names_the_file_and_set(tmp_path: Path) -> None:
-    prompts = tmp_path / "prompts"
-    shutil.copytree(ROOT / "prompts", prompts)
-    path = prompts / "templates" / "everyday.yaml"
-    document = yaml.safe_load(path.read_text("utf-8"))
-    document["sets"][1]["patterns"].append("{thing:께서}")
-    path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
-    with pytest.raises(
-        UserError, match=r"everyday.yaml: sets\[1\]: '\{thing:께서\}': unknown particle '께서'"
-    ):
+    with pytest.raises(UserError, match=r"everyday.yaml: " + message):
         TemplateGenerator(TAXONOMY, prompts)
 
 
