@@ -278,41 +278,15 @@ class FakeLLMServer:
                 json.dumps([body.get("prompt"), body.get("messages")], ensure_ascii=False)
             )
             if fault and fault not in ANSWERED_FAULTS:
-                if job["anthropic"]:
-                    error = {"type": "error", "error": {"type": "api_error", "message": "failed"}}
-                    lines.append(
-                        {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
-                    )
-                else:
-                    errors.append(
-                        {
-                            "id": f"req-{ordinal}",
-                            "custom_id": custom_id,
-                            "error": None,
-                            "response": {
-                                "status_code": 500,
-                                "request_id": "r",
-                                "body": _error("internal error"),
-                            },
-                        }
-                    )
+                # an OpenAI batch puts a failed request in its error file, Anthropic in the results
+                (lines if job["anthropic"] else errors).append(
+                    _batch_line(job["anthropic"], custom_id, ordinal, None)
+                )
                 continue
             answer = self.answer(path, body, identity, fault)
             with self.lock:
                 self.answered[identity] += 1
-            if job["anthropic"]:
-                lines.append(
-                    {"custom_id": custom_id, "result": {"type": "succeeded", "message": answer}}
-                )
-            else:
-                lines.append(
-                    {
-                        "id": f"req-{ordinal}",
-                        "custom_id": custom_id,
-                        "error": None,
-                        "response": {"status_code": 200, "request_id": "r", "body": answer},
-                    }
-                )
+            lines.append(_batch_line(job["anthropic"], custom_id, ordinal, answer))
         jsonl = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
         with self.lock:
             if job["anthropic"]:
@@ -499,6 +473,25 @@ def request_identity(body: dict[str, Any]) -> str:
         "schema": bool(body.get("response_format") or body.get("tools")),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _batch_line(
+    anthropic: bool, custom_id: str, ordinal: int, answer: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One line of a batch's results in the provider's format: `answer`, or a server error
+    when it is None."""
+    if anthropic:
+        if answer is None:
+            error = {"type": "error", "error": {"type": "api_error", "message": "failed"}}
+            return {"custom_id": custom_id, "result": {"type": "errored", "error": error}}
+        return {"custom_id": custom_id, "result": {"type": "succeeded", "message": answer}}
+    status, response_body = (500, _error("internal error")) if answer is None else (200, answer)
+    return {
+        "id": f"req-{ordinal}",
+        "custom_id": custom_id,
+        "error": None,
+        "response": {"status_code": status, "request_id": "r", "body": response_body},
+    }
 
 
 def _error(message: str) -> dict[str, Any]:
