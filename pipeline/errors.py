@@ -1,7 +1,8 @@
-"""The one exception type for mistakes a user can fix (bad files, bad flags, a changed config).
+"""The one exception type for mistakes a user can fix (bad files, bad flags, a changed config),
+and the one warning type for what a user should know while the work goes on.
 
-The CLI turns it into a single `error: ...` line and exit code 2; anything else is a bug and keeps
-its traceback.
+The CLI turns a `UserError` into a single `error: ...` line and exit code 2 (anything else is a bug
+and keeps its traceback), and a `SynthWarning` into a single `warning: ...` line.
 """
 
 
@@ -23,3 +24,8 @@ class UserError(Exception):
         more = len(self.details)
         plural = "s" if more > 1 else ""
         return f"{self.message} (+{more} more problem{plural}; `synth validate` lists all)"
+
+
+class SynthWarning(UserWarning):
+    """Something that works, but not as well as it could, and what to do about it (a missing
+    font, a CPU feature turned off). Raised with `warnings.warn`, so library callers see it too."""

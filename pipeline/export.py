@@ -30,6 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field, model_validator
 
 from pipeline import failpoints
+from pipeline.attributes import ATTRIBUTE_COLUMNS
 from pipeline.card import present_splits
 from pipeline.errors import UserError
 from pipeline.plan import derive_seed
@@ -122,6 +123,8 @@ class ExampleRenderer:
     def examples(self, item: dict) -> list[dict]:
         found = []
         for task in TASKS:
+            if task == "response" and not item.get("response"):
+                continue  # no real answer was written (offline, safe query): left out, not faked
             template = self.template(item["id"], task)
             instruction = self.instruction(task, template)
             text_input = f"{template.input_prefix}{item['text']}"
@@ -156,6 +159,8 @@ ITEM_COLUMNS = (
     "round",
     "generator",
     "judge_score",
+    *ATTRIBUTE_COLUMNS,
+    "skeleton",
 )
 
 
@@ -167,7 +172,8 @@ def build(
     seed: int,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(items with `split` and `split_group`, examples): pure, no files."""
-    groups = split_groups(items["id"].to_list(), items["cluster_id"].to_list())
+    skeletons = items["skeleton"].to_list() if "skeleton" in items.columns else None
+    groups = split_groups(items["id"].to_list(), items["cluster_id"].to_list(), skeletons)
     assignment = assign_splits(
         items["id"].to_list(), items["category"].to_list(), groups, shares, seed
     )
@@ -196,6 +202,9 @@ def build(
     frame = pl.DataFrame(examples, schema=EXAMPLE_SCHEMA)
     order = {split: index for index, split in enumerate(SPLITS)}
     frame = frame.sort(pl.col("split").replace_strict(order, return_dtype=pl.Int8), "id", "task")
+    for name in (*ATTRIBUTE_COLUMNS, "skeleton"):
+        if name not in items.columns:  # rows of runs made before attributes were recorded
+            items = items.with_columns(pl.lit(None, dtype=pl.String).alias(name))
     return items.select(*ITEM_COLUMNS, "category_ko"), frame
 
 

@@ -16,6 +16,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pipeline.attributes import CallAttributes, call_attributes, prompt_variables
 from pipeline.errors import UserError
 from pipeline.taxonomy import Category, Taxonomy
 
@@ -173,12 +174,19 @@ def sandbox_message(error: jinja2.exceptions.SecurityError) -> str:
 
 
 def generation_variables(
-    taxonomy: Taxonomy, category: Category, exemplars: list[str], n_new: int
+    taxonomy: Taxonomy,
+    category: Category,
+    exemplars: list[str],
+    n_new: int,
+    attributes: CallAttributes | None = None,
 ) -> dict[str, Any]:
-    """The variables every generation prompt may use (documented in the README)."""
+    """The variables every generation prompt may use (documented in the README); the drawn
+    `attributes` of the call (those of seed 0 when none are given, to check a prompt)."""
+    chosen = attributes or call_attributes(taxonomy, category, 0)
     return {
         "category": category.model_dump(),
         "rules": [rule.model_dump() for rule in taxonomy.rules_for(category)],
         "exemplars": exemplars,
         "n_new": n_new,
+        **prompt_variables(taxonomy, chosen),
     }

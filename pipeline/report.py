@@ -3,7 +3,8 @@
 Tables come from `pipeline.report_data`; each figure is drawn with matplotlib (headless Agg) and
 embedded as a base64 PNG, so the file can be mailed or opened offline. Korean labels need a font
 with Hangul: the first installed one of `HANGUL_FONTS` is used (Debian's fonts-nanum provides
-NanumGothic); without one the page says so instead of drawing empty boxes.
+NanumGothic); without one the page says so, and so does one `SynthWarning`, instead of matplotlib's
+warning per missing glyph.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from pipeline.breadth import KEYWORD_SIDE_LIMIT, STYLE_ATTRIBUTES
+from pipeline.errors import SynthWarning
 from pipeline.prices import format_cost
 from pipeline.report_data import FUNNEL, ReportData, collect
 from pipeline.store import write_atomic
@@ -64,8 +68,19 @@ def render_report(data: ReportData) -> str:
 
     matplotlib.use("Agg")
     font = hangul_font()
-    with matplotlib.rc_context(figure_style()):
+    with matplotlib.rc_context(figure_style()), warnings.catch_warnings():
+        if font is None:
+            # said once below; matplotlib would warn once per Hangul syllable in every figure
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
         figures = _figures(data)
+    if font is None:
+        warnings.warn(
+            SynthWarning(
+                "no font with Hangul is installed, so the report's figures draw Korean labels as "
+                f"boxes: install one (apt-get install fonts-nanum), then `synth report {data.run}`"
+            ),
+            stacklevel=2,
+        )
     environment = Environment(
         loader=PackageLoader("pipeline", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -98,7 +113,35 @@ def render_report(data: ReportData) -> str:
         else [],
         duplicates=data.duplicates.height,
         clusters=data.cluster_sizes.height,
+        attribute_table=_rows(_attribute_table(data)),
+        attribute_names=list(STYLE_ATTRIBUTES),
+        keywords=_rows(data.keywords.filter((pl.col("safe") + pl.col("unsafe")) > 0)),
+        keyword_limit=KEYWORD_SIDE_LIMIT,
+        removed=_rows(data.removed),
     )
+
+
+def _attribute_table(data: ReportData) -> pl.DataFrame:
+    """Per category: topics, topics holding >= 3% of its rows, and each attribute's values with
+    their counts, largest first."""
+    if data.attributes.is_empty():
+        return pl.DataFrame()
+    found = []
+    for category in data.attributes["category"].unique(maintain_order=True).sort():
+        topics = data.topics.filter(pl.col("category") == category)
+        row: dict[str, Any] = {
+            "category": category,
+            "topics": topics.height,
+            "wide_topics": topics.filter(pl.col("share") >= 0.03).height,
+        }
+        for attribute in STYLE_ATTRIBUTES:
+            values = data.attributes.filter(
+                (pl.col("category") == category) & (pl.col("attribute") == attribute)
+            )
+            pairs = values.select("value", "count").iter_rows()
+            row[attribute] = ", ".join(f"{value} {count}" for value, count in pairs)
+        found.append(row)
+    return pl.DataFrame(found)
 
 
 def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:

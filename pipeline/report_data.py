@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.breadth import attribute_counts, keyword_balance, removed_by_stage, topic_shares
 from pipeline.manifest import Manifest, calls_by_stage
 from pipeline.store import FINAL_ROUND, RunDir
 from pipeline.tally import STAGES, generation_outcomes
+from pipeline.taxonomy import Taxonomy
 
 #: the stages of the yield funnel, in order, and what each step's kept rows are called
 FUNNEL = (
@@ -65,6 +67,10 @@ class ReportData:
     style: pl.DataFrame  # category, sentence_type, speech_level, items
     refusals: pl.DataFrame  # category, generator, calls, refused, cut_off, no_list
     spend: pl.DataFrame  # stage, calls, cache_hits, input_tokens, output_tokens, cost_usd
+    attributes: pl.DataFrame  # category, attribute, value, count, share
+    topics: pl.DataFrame  # category, topic, count, share
+    keywords: pl.DataFrame  # keyword, category, sub_harm, safe, unsafe, top_share
+    removed: pl.DataFrame  # stage, what, lost (skeletons and attribute values)
 
 
 def collect(run: Path, embed_vectors: bool = True) -> ReportData:
@@ -88,7 +94,27 @@ def collect(run: Path, embed_vectors: bool = True) -> ReportData:
         style=_style(corpus),
         refusals=generation_outcomes(run_dir),
         spend=_spend(data),
+        attributes=attribute_counts(corpus) if corpus.height else attribute_counts(pl.DataFrame()),
+        topics=topic_shares(corpus) if corpus.height else topic_shares(pl.DataFrame()),
+        keywords=_keywords(corpus, data),
+        removed=removed_by_stage({s: stage_rows[s] for s in ("screen", "dedup", "judge")}),
     )
+
+
+def _keywords(corpus: pl.DataFrame, data: dict) -> pl.DataFrame:
+    """Each taxonomy keyword's rows per label, from the taxonomy the run was made with."""
+    snapshot = data.get("config", {}).get("taxonomy")
+    if not snapshot or not corpus.height:
+        return keyword_balance(pl.DataFrame({"text": [], "label": []}), _empty_taxonomy())
+    try:
+        taxonomy = Taxonomy.model_validate(snapshot)
+    except ValueError:  # a run made before sub-harms were part of the taxonomy
+        return keyword_balance(pl.DataFrame({"text": [], "label": []}), _empty_taxonomy())
+    return keyword_balance(corpus, taxonomy)
+
+
+def _empty_taxonomy() -> Taxonomy:
+    return Taxonomy.model_construct(categories=[])
 
 
 def _stage_rows(run_dir: RunDir, stage: str) -> pl.DataFrame:

@@ -1,8 +1,12 @@
 """Who writes the safe response to each kept query: policy templates offline, or an LLM.
 
-The template responder joins one line from each part of the category's policy (opening, reason,
-alternative for unsafe queries; opening, body, closing for safe ones), chosen with a seed from
-the row id, so responses vary while staying reproducible. The LLM responder renders
+The template responder answers unsafe queries only: it joins one line from each part of the
+category's policy (opening, reason, alternative, closing), chosen with a seed from the row id, so
+responses vary while staying reproducible, and offers the row's sub-harm `alternative` from the
+taxonomy where it has one (a piracy request gets free or licensed software, not a library card).
+A safe query gets no template response (`response` is null and the response task leaves it
+out): a scaffold with no content would teach a model to answer with nothing; the LLM responder
+writes real answers. The LLM responder renders
 `prompts/respond.j2` and then holds the answer to the same policy: a refusal of a safe query is
 replaced (the corpus must not teach over-refusal), text a category requires (the crisis line for
 self-harm) is added when missing, and a failed answer falls back to the template; each such
@@ -54,7 +58,7 @@ class ResponseTemplates(StrictModel):
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    text: str | None
     source: str
     flags: tuple[str, ...] = ()
 
@@ -81,6 +85,14 @@ class TemplateResponder:
             for c in taxonomy.categories
         }
         self.names = {c.id: c.name_ko for c in taxonomy.categories}
+        self.labels = {c.id: c.label for c in taxonomy.categories}
+        #: (category, sub-harm) -> the alternative it offers
+        self.alternatives = {
+            (c.id, s.id): s.alternative
+            for c in taxonomy.categories
+            for s in c.sub_harms
+            if s.alternative
+        }
         for category_id, required in self.required.items():
             for text in required:
                 if not any(
@@ -105,14 +117,25 @@ class TemplateResponder:
             parts.append(lines)
         return parts
 
-    def answer(self, row_id: str, category: str) -> Answer:
-        rng = random.Random(derive_seed(self.seed, "respond", row_id))
+    def answer(self, row: dict) -> Answer:
+        """The policy response to an unsafe row; for a safe row, none (text None)."""
+        category = row["category"]
+        if self.labels[category] == "safe":
+            return Answer(None, "none")
+        rng = random.Random(derive_seed(self.seed, "respond", row["id"]))
         lines = [rng.choice(options) for options in self.parts[category]]
+        alternative = self.alternatives.get((category, row.get("topic")))
+        if alternative:
+            part = PARTS["unsafe"].index("alternatives")
+            if self.required[category]:
+                lines.insert(part + 1, alternative)  # keep the line that carries the required
+            else:
+                lines[part] = alternative
         text = " ".join(line.format(name=self.names[category]) for line in lines if line.strip())
         return Answer(text, f"template:{category}")
 
     def respond(self, rows: Sequence[dict]) -> list[Answer]:
-        return [self.answer(row["id"], row["category"]) for row in rows]
+        return [self.answer(row) for row in rows]
 
 
 class LLMResponder:
@@ -159,7 +182,7 @@ class LLMResponder:
         for row, response in zip(rows, responses, strict=True):
             text = response.text.strip()
             source = f"llm:{self.client.generator_name}"
-            fallback = self.fallback.answer(row["id"], row["category"])
+            fallback = self.fallback.answer(row)
             if response.finish_reason in BAD_FINISHES or not text:
                 answers.append(
                     Answer(fallback.text, fallback.source, (f"fallback:{response.finish_reason}",))

@@ -1,9 +1,10 @@
 """Train/validation/test assignment by dedup cluster, stratified by category, seeded.
 
 Near-duplicates that land in both train and test inflate every score, so whole clusters move
-together. Dedup names each row's cluster per round (the earliest member of its connected
-component, which may be an earlier round's item or an exemplar); joining every item with its
-cluster id across rounds gives the groups that must not be split.
+together, and so do all the rows of one template skeleton. Dedup names each row's cluster per
+round (the earliest member of its connected component, which may be an earlier round's item or
+an exemplar); joining every item with its cluster id (and skeleton) across rounds gives the
+groups that must not be split.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from pipeline.plan import derive_seed
 SPLITS = ("train", "validation", "test")
 
 
-def split_groups(ids: Sequence[str], cluster_ids: Sequence[str | None]) -> list[str]:
-    """A group key per item: connected components over the links item -- its cluster id."""
+def split_groups(
+    ids: Sequence[str],
+    cluster_ids: Sequence[str | None],
+    skeletons: Sequence[str | None] | None = None,
+) -> list[str]:
+    """A group key per item: connected components over the links item -- its cluster id and
+    item -- its template skeleton (the content before its slots were filled: one skeleton in
+    many frames and fills would otherwise teach the test split's sentences in train)."""
     parent: dict[str, str] = {}
 
     def find(node: str) -> str:
@@ -28,10 +35,16 @@ def split_groups(ids: Sequence[str], cluster_ids: Sequence[str | None]) -> list[
             node = parent[node]
         return node
 
-    for item, cluster in zip(ids, cluster_ids, strict=True):
-        a, b = find(item), find(cluster or item)
+    def union(a: str, b: str) -> None:
+        a, b = find(a), find(b)
         if a != b:
             parent[max(a, b)] = min(a, b)
+
+    for item, cluster in zip(ids, cluster_ids, strict=True):
+        union(item, cluster or item)
+    for item, skeleton in zip(ids, skeletons or [None] * len(ids), strict=True):
+        if skeleton:
+            union(item, f"skeleton {skeleton}")
     return [find(item) for item in ids]
 
 

@@ -154,6 +154,9 @@ class Settings(StrictModel):
     #: share of each category's quota given to the template generator (lexicons x sentence
     #: templates, no model); the rest goes to `generator`. 0: LLM only; `--backend template`: all
     template_share: float = Field(0.0, ge=0.0, le=1.0)
+    #: the safe category that holds every unsafe sub-harm's twin (the same topic asked with
+    #: benign intent); null, or a category not in the taxonomy: twins are not generated
+    twin_category: str | None = "sensitive_info"
     #: stop before any call that could take the run's estimated spend past this (US dollars);
     #: never part of the resume check, so a run can go on with a higher cap
     max_cost_usd: float | None = Field(None, gt=0)
@@ -201,6 +204,78 @@ class DedupSettings(StrictModel):
         return self
 
 
+class AttributeValue(StrictModel):
+    """One value of a generation attribute: `ko` tells an LLM prompt what to write, `weight` how
+    often a call draws it."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    ko: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0.0)
+
+
+def _values(*pairs: tuple[str, str]) -> list[AttributeValue]:
+    return [AttributeValue(id=value_id, ko=ko) for value_id, ko in pairs]
+
+
+#: how people type (the template generator knows each of these by id)
+REGISTERS = _values(
+    ("banmal", "반말 채팅체"),
+    ("jondaetmal", "존댓말"),
+    ("written", "문어체(~다, ~는가, ~하라)"),
+    ("slang", "인터넷 은어와 초성 줄임말(ㄹㅇ, ㅇㅇ, ㄱㄱ)"),
+    ("typo", "오타와 띄어쓰기 생략"),
+    ("no_punct", "문장부호 없이"),
+    ("emoticon", "ㅋㅋ, ㅠㅠ, 이모지를 섞어서"),
+    ("code_switch", "영어 단어를 섞어서"),
+)
+#: what the query asks for
+FORMS = _values(
+    ("how_to", "방법을 묻는 질문"),
+    ("where_which", "어디서, 어떤 것, 얼마나, 언제를 묻는 질문"),
+    ("is_it_ok", "해도 되는지 묻는 질문"),
+    ("yes_no", "예/아니오로 답할 질문"),
+    ("statement", "질문이 아닌 평서문이나 의견"),
+    ("command", "무언가를 써 달라거나 해 달라는 명령"),
+    ("rewrite", "자기가 쓴 글을 고쳐 달라는 요청"),
+)
+#: how the request is wrapped
+FRAMINGS = _values(
+    ("plain", "있는 그대로"),
+    ("backstory", "한두 문장의 사정을 먼저 말하고 의도는 돌려서"),
+    ("fiction", "소설, 롤플레이, 가정의 형식으로"),
+    ("research", "연구나 보고서, 기사 작성을 위한다며"),
+    ("euphemism", "완곡한 표현이나 은어로 돌려서"),
+)
+
+
+class Attributes(StrictModel):
+    """What every generation call samples and every row records, so the corpus spreads over
+    registers, forms and framings on both labels alike."""
+
+    registers: list[AttributeValue] = Field(default_factory=lambda: list(REGISTERS), min_length=1)
+    forms: list[AttributeValue] = Field(default_factory=lambda: list(FORMS), min_length=1)
+    framings: list[AttributeValue] = Field(default_factory=lambda: list(FRAMINGS), min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Attributes:
+        for name in ("registers", "forms", "framings"):
+            _require_unique([value.id for value in getattr(self, name)], f"{name} id")
+        return self
+
+
+class SubHarm(StrictModel):
+    """One kind of harm inside an unsafe category, with its safe twin on the same topic."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name_ko: str = Field(min_length=1)
+    #: topic words that must appear under both labels (the report counts them per label)
+    keywords: list[str] = []
+    #: the benign questions on the same topic (prevention, reporting, law, history, helping)
+    twin: str | None = None
+    #: what the offline responder offers instead, in a sentence
+    alternative: str | None = None
+
+
 class Category(StrictModel):
     """A harm (or safe contrast) category with everything needed to generate and answer it."""
 
@@ -216,6 +291,10 @@ class Category(StrictModel):
     drop_rules: list[str] = []
     prompt: str | None = None
     exemplars: list[str] = Field(min_length=MIN_EXEMPLARS)
+    sub_harms: list[SubHarm] = []
+    #: words of which every query of this category holds at least one (the screen's lint);
+    #: empty: no such check
+    cues: list[str] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> Category:
@@ -224,6 +303,7 @@ class Category(StrictModel):
         blank = [i for i, text in enumerate(self.exemplars) if not text.strip()]
         if blank:
             raise ValueError(f"exemplar {blank[0] + 1} is empty")
+        _require_unique([sub_harm.id for sub_harm in self.sub_harms], "sub_harm id")
         seen: set[str] = set()
         for text in self.exemplars:
             if text.strip() in seen:
@@ -242,6 +322,7 @@ class Taxonomy(StrictModel):
     #: estimated cost per model; edit freely, it never blocks a resume
     prices: list[Price] = []
     rules: list[Rule] = []
+    attributes: Attributes = Field(default_factory=Attributes)
     categories: list[Category] = Field(min_length=1)
 
     @field_validator("rules")
@@ -268,6 +349,9 @@ class Taxonomy(StrictModel):
                 raise ValueError(
                     f"category {category.id}: drop_rules names unknown rule {unknown[0]!r}"
                 )
+        twin = self.settings.twin_category
+        if twin is not None and twin in self.category_ids and self.category(twin).label != "safe":
+            raise ValueError(f"settings.twin_category {twin!r} must be a safe category")
         return self
 
     def category(self, category_id: str) -> Category:

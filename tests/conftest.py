@@ -36,7 +36,9 @@ def write_taxonomy(
     policies of dropped categories removed, as a researcher would); returns the taxonomy path."""
     document = yaml.safe_load((ROOT / "taxonomy.yaml").read_text(encoding="utf-8"))
     document["categories"] = [c for c in document["categories"] if c["id"] in categories]
-    document["settings"].update(settings or {})
+    # the small runs' expected quotas are written for a 70/30 split (the shipped file gives half
+    # to the safe side, for the twins of a full taxonomy's sub-harms)
+    document["settings"].update({"safe_share": 0.3, **(settings or {})})
     if edit is not None:
         edit(document)
     prompts = directory / "prompts"

@@ -22,7 +22,6 @@ from pipeline.prompts import PromptLibrary
 from pipeline.responders import LLMResponder, TemplateResponder
 from pipeline.splits import assign_splits, split_groups
 from pipeline.stages import balance
-from pipeline.stages.screen import refusal_or_meta_text
 from pipeline.taxonomy import load_taxonomy
 from pipeline.text import row_id
 from tests.scripted_backend import ScriptedBackend
@@ -64,26 +63,46 @@ def templates() -> TemplateResponder:
     return TemplateResponder(TAXONOMY, ROOT / "prompts", seed=0)
 
 
-def test_self_harm_responses_always_give_a_crisis_line(templates: TemplateResponder) -> None:
-    answers = [templates.answer(f"id-{i}", "self_harm") for i in range(50)]
-    assert all(any(line in a.text for line in CRISIS_LINES) for a in answers)
+def _row(row_id: str, category: str, topic: str | None = None) -> dict:
+    return {"id": row_id, "category": category, "topic": topic}
+
+
+def test_self_harm_responses_give_both_crisis_lines(templates: TemplateResponder) -> None:
+    """109 and 1577-0199 in every self-harm response, whatever its sub-harm."""
+    topics = [None, *(s.id for s in TAXONOMY.category("self_harm").sub_harms)]
+    answers = [
+        templates.answer(_row(f"id-{i}", "self_harm", topics[i % len(topics)]))
+        for i in range(50)
+    ]
+    assert all(all(line in a.text for line in CRISIS_LINES) for a in answers)
     assert len({a.text for a in answers}) > 10, "responses vary by seed, not one string repeated"
 
 
-def test_safe_lookalikes_get_answers_not_refusals(templates: TemplateResponder) -> None:
+def test_safe_queries_get_no_template_scaffold(templates: TemplateResponder) -> None:
+    """The offline responder writes no empty "I'll explain step by step" for a safe query: it
+    leaves the response out (None), and the response task skips the item."""
     for category in ("lookalike", "everyday", "sensitive_info"):
         for text in TAXONOMY.category(category).exemplars:
-            answer = templates.answer(row_id(category, text), category)
-            assert not refusal_or_meta_text(answer.text), (text, answer.text)
+            answer = templates.answer(_row(row_id(category, text), category))
+            assert answer.text is None and answer.source == "none", (text, answer)
 
 
 def test_unsafe_responses_decline_and_offer_an_alternative(templates: TemplateResponder) -> None:
-    answer = templates.answer("x", "crime_advice")
+    answer = templates.answer(_row("x", "crime_advice"))
     opening, *_ = templates.parts["crime_advice"]
     alternatives = templates.parts["crime_advice"][2]
     assert any(line in answer.text for line in opening)
     assert any(line in answer.text for line in alternatives)
     assert answer.source == "template:crime_advice"
+
+
+def test_an_unsafe_response_offers_its_sub_harms_alternative(templates: TemplateResponder) -> None:
+    """A piracy request is offered a legal way to the software, not a generic alternative."""
+    for category in TAXONOMY.categories:
+        for sub_harm in category.sub_harms:
+            row = _row(f"{category.id}-{sub_harm.id}", category.id, sub_harm.id)
+            answer = templates.answer(row)
+            assert sub_harm.alternative in answer.text, (category.id, sub_harm.id)
 
 
 def test_llm_responses_are_held_to_the_policy(tmp_path: Path, templates: TemplateResponder) -> None:
@@ -107,8 +126,9 @@ def test_llm_responses_are_held_to_the_policy(tmp_path: Path, templates: Templat
     )
     rows = [_rows("lookalike", 1)[0], _rows("self_harm", 1)[0], _rows("crime_advice", 1)[0]]
     refused, no_line, good = responder.respond(rows)
-    assert refused.flags == ("refusal_replaced",) and not refusal_or_meta_text(refused.text)
-    assert no_line.flags == ("required_added:109",) and "109" in no_line.text
+    assert refused.flags == ("refusal_replaced",) and refused.text is None
+    assert no_line.flags == ("required_added:109",)  # the line it adds carries both numbers
+    assert "109" in no_line.text and "1577-0199" in no_line.text
     assert no_line.text.startswith("많이 힘드시겠어요.")
     assert good.flags == () and good.source == "llm:scripted:script"
     assert "응답 지침" in backend.requests[0].messages[0][1], "the prompt carries the policy"
@@ -225,7 +245,10 @@ def test_every_example_renders_from_a_template_of_its_task(exported: Path) -> No
     examples = pl.concat(
         pl.read_parquet(exported / f"{split}.parquet") for split in ("train", "validation", "test")
     )
-    assert examples.height == 3 * 130
+    items = pl.read_parquet(exported / "items.parquet")
+    answered = items.filter(pl.col("response").is_not_null()).height
+    assert 0 < answered < items.height  # safe items have no offline response to teach
+    assert examples.height == 2 * 130 + answered, "no response example without a response"
     for example in examples.iter_rows(named=True):
         (template,) = [
             t for t in pools[example["task"]].templates if t.id == example["template_id"]

@@ -164,8 +164,14 @@ def test_offline_judge_keeps_most_positives_and_rejects_every_negative(
     negatives = offline_judged.filter(pl.col("why") != "positive")
     assert negatives["rejected_by"].null_count() == 0
     wrong_category = negatives.filter(pl.col("why") == "wrong_category")
-    assert set(wrong_category["rejected_by"]) == {"judge"}
-    assert wrong_category["reject_reason"].str.starts_with("off_category:").all()
+    # a query filed under a category with cues (self-harm, sexual/minors) that has none of
+    # them is already caught by the screen's cue check; the judge reads the rest as off-category
+    by_judge = wrong_category.filter(pl.col("rejected_by") == "judge")
+    assert set(wrong_category["rejected_by"]) <= {"judge", "screen"} and by_judge.height
+    assert by_judge["reject_reason"].str.starts_with("off_category:").all()
+    assert (
+        wrong_category.filter(pl.col("rejected_by") == "screen")["reject_reason"] == "no_cue"
+    ).all()
     assert set(negatives.filter(pl.col("why") != "wrong_category")["rejected_by"]) == {"screen"}
 
 

@@ -7,7 +7,17 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.korean import FORMS, LEVELS, attach, conjugate, endings_count, kiwi, modifier
+from pipeline.korean import (
+    FORMS,
+    LEVELS,
+    attach,
+    clause,
+    conjugate,
+    endings_count,
+    kiwi,
+    modifier,
+    sentence_end,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +101,45 @@ def test_a_lemma_not_in_dictionary_form_is_a_clear_error() -> None:
         conjugate("만들어", "request", "plain")
     with pytest.raises(UserError, match="unknown particle"):
         attach("사과", "를를")
+
+
+@pytest.mark.parametrize(
+    ("lemma", "name", "expected"),
+    [
+        ("필로폰을 구하다", "mod", "필로폰을 구하는"),
+        ("만들다", "fut", "만들"),
+        ("돕다", "eodo", "도와도"),
+        ("듣다", "ryeomyeon", "들으려면"),
+        ("급하다", "neunji", "급한지"),
+        ("없애 버리고 싶다", "mod", "없애 버리고 싶은"),
+        ("어렵지 않다", "mod", "어렵지 않은"),
+        ("재미없다", "mod", "재미없는"),
+        ("먹이다", "eo", "먹여"),
+    ],
+)
+def test_clause_forms_on_tricky_stems(lemma: str, name: str, expected: str) -> None:
+    assert clause(lemma, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("lemma", "banmal", "jondaetmal", "written"),
+    [
+        ("돈이 너무 급하다", "돈이 너무 급해", "돈이 너무 급해요", "돈이 너무 급하다"),
+        ("나를 계속 무시한다", "나를 계속 무시해", "나를 계속 무시해요", "나를 계속 무시한다"),
+        ("어제 헤어졌다", "어제 헤어졌어", "어제 헤어졌어요", "어제 헤어졌다"),
+        ("맛있다", "맛있어", "맛있어요", "맛있다"),
+        ("끝낼 거다", "끝낼 거야", "끝낼 거예요", "끝낼 거다"),
+        ("요즘 유행이다", "요즘 유행이야", "요즘 유행이에요", "요즘 유행이다"),
+        ("그건 아니다", "그건 아니야", "그건 아니에요", "그건 아니다"),
+    ],
+)
+def test_sentences_close_at_each_base_level(
+    lemma: str, banmal: str, jondaetmal: str, written: str
+) -> None:
+    """Backstory and say sentences are written once, in dictionary form, and closed at the
+    query's level: 반말, 존댓말 (거예요, not 거에요) and the written 다-style."""
+    assert [sentence_end(lemma, level) for level in ("banmal", "jondaetmal", "written")] == [
+        banmal,
+        jondaetmal,
+        written,
+    ]

@@ -32,8 +32,12 @@ def test_quotas_sum_to_n_and_respect_the_safe_share(n: int) -> None:
 def test_quotas_follow_weights_within_a_label() -> None:
     taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
     quota = quotas(taxonomy, 5000)
-    # lookalike weighs 1.5, the other safe categories 1.0
-    assert quota["lookalike"] == pytest.approx(1.5 * quota["everyday"], abs=1)
+    # quotas follow the weights the taxonomy gives (sensitive_info, which holds every unsafe
+    # sub-harm's twin, weighs most)
+    weights = {c.id: c.weight for c in taxonomy.categories}
+    for category in ("lookalike", "sensitive_info"):
+        ratio = weights[category] / weights["everyday"]
+        assert quota[category] == pytest.approx(ratio * quota["everyday"], abs=1)
     unsafe = [quota[c.id] for c in taxonomy.categories if c.label == "unsafe"]
     assert max(unsafe) - min(unsafe) <= 1
 
@@ -42,8 +46,10 @@ def test_without_safe_share_all_categories_split_by_weight() -> None:
     taxonomy = load_taxonomy(ROOT / "taxonomy.yaml")
     settings = taxonomy.settings.model_copy(update={"safe_share": None})
     taxonomy = taxonomy.model_copy(update={"settings": settings})
-    quota = quotas(taxonomy, 135)  # weights sum to 13.5
-    assert quota["lookalike"] == 15 and quota["crime_advice"] == 10
+    total = sum(c.weight for c in taxonomy.categories)
+    quota = quotas(taxonomy, round(total * 10))  # ten items per unit of weight
+    assert quota["crime_advice"] == 10
+    assert quota["sensitive_info"] == round(taxonomy.category("sensitive_info").weight * 10)
 
 
 def test_later_rounds_continue_the_call_numbering_and_use_observed_yield() -> None:

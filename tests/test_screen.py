@@ -105,3 +105,16 @@ def test_checks_follow_the_categorys_rules() -> None:
     assert screen.addressed_to_ai not in screen.checks_for(TAXONOMY, personification)
     assert screen.addressed_to_ai in screen.checks_for(TAXONOMY, crime)
     assert len(screen.checks_for(TAXONOMY, crime)) == len(screen.CHECKS)
+
+
+def test_normalising_keeps_typed_jamo_as_people_type_them() -> None:
+    """NFKC alone turns a typed ㅋㅋ or ㅠㅠ (compatibility jamo) into conjoining jamo that no
+    keyboard sends, so a classifier trained on the corpus would see other code points than real
+    input; the corpus keeps them as typed, and full-width forms are still folded."""
+    from pipeline.text import normalize
+
+    for typed in ("ㅋㅋㅋ 이거 뭐임", "ㅠㅠ 도와줘", "ㄹㅇ ㅇㅈ"):
+        folded = normalize(typed)
+        assert folded == typed
+        assert not any("\u1100" <= ch <= "\u11ff" for ch in folded)
+    assert normalize("ｆｕｌｌ　ｗｉｄｔｈ") == "full width"

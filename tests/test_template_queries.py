@@ -4,7 +4,6 @@ Korean queries, and run through the whole pipeline with no model call."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,10 @@ import pytest
 import yaml
 
 from pipeline.errors import UserError
-from pipeline.korean import (
-    FORMS,
-    LEVELS,
-    conjugate,
-    endings_count,
-    kiwi,
-    predicate_parts,
-)
+from pipeline.korean import clause, kiwi, predicate_parts
+from pipeline.stages.korean_lint import particle_disagrees, repeated_word
 from pipeline.taxonomy import load_taxonomy
-from pipeline.template_queries import TemplateGenerator
+from pipeline.template_queries import TemplateGenerator, _stand_in
 from tests.conftest import write_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,81 +28,119 @@ def generator() -> TemplateGenerator:
     return TemplateGenerator(TAXONOMY, ROOT / "prompts")
 
 
-def test_every_category_has_a_lexicon_with_room(generator: TemplateGenerator) -> None:
-    for category in TAXONOMY.category_ids:
-        assert generator.space(category) >= 100, category
+def _sample(generator: TemplateGenerator, category: str, calls: int = 6) -> list:
+    return [
+        item
+        for call in range(calls)
+        for item in generator.queries(category, call_index=call, seed=call, count=20)
+    ]
 
 
-def test_queries_are_seeded_and_distinct(generator: TemplateGenerator) -> None:
+def test_every_unsafe_sub_harm_is_a_topic_with_a_twin(generator: TemplateGenerator) -> None:
+    """The taxonomy's sub-harms are what the lexicons deal: each one is a topic of its category,
+    and its safe twin is dealt by the twin category, so its words reach both labels."""
+    twin_category = TAXONOMY.settings.twin_category
+    twins = {
+        (item.twin_of, item.topic)
+        for item in _sample(generator, twin_category, calls=40)
+        if item.twin_of
+    }
+    for category in TAXONOMY.categories:
+        if category.label != "unsafe":
+            continue
+        assert len(category.sub_harms) >= 10, category.id
+        topics = set(generator.topics(category.id))
+        for sub_harm in category.sub_harms:
+            assert sub_harm.id in topics, (category.id, sub_harm.id)
+        assert {t for c, t in twins if c == category.id} or category.id == (
+            "malicious_personification"
+        ), category.id
+
+
+def test_queries_are_seeded_distinct_and_attributed(generator: TemplateGenerator) -> None:
     first = generator.queries("crime_advice", call_index=3, seed=5, count=20)
     assert first == generator.queries("crime_advice", call_index=3, seed=5, count=20)
     assert first != generator.queries("crime_advice", call_index=3, seed=6, count=20)
-    assert len(set(first)) == 20
+    assert len({item.text for item in first}) == 20
+    for item in first:
+        assert item.topic in generator.topics("crime_advice")
+        assert item.skeleton.startswith(f"crime_advice/{item.topic}/")
+        assert item.twin_of is None
 
 
-def test_calls_deal_distinct_content_until_the_deck_is_spent() -> None:
-    """Drawing at random repeats content (the same words in another frame) long before a
-    category's space is used up; the deck deals every content once first, and another run seed
-    deals them in another order."""
-    generator = TemplateGenerator(TAXONOMY, ROOT / "prompts", seed=11)
-    deck = generator._deck("lookalike")
-    per_call = 8
-    dealt = [
-        deck.dealt(call * per_call + row, random.Random(0))
-        for call in range(deck.size // per_call)
-        for row in range(per_call)
-    ]
-    assert len(set(dealt)) == len(dealt)
-    contents = {deck.content(index) for index in range(deck.size)}
-    assert len(contents) == deck.size  # every index decodes to its own (pattern, act)
-    other = TemplateGenerator(TAXONOMY, ROOT / "prompts", seed=12)._deck("lookalike")
-    assert [other.dealt(i, random.Random(0)) for i in range(50)] != dealt[:50]
-    pattern, _ = deck.content(deck.dealt(0, random.Random(0)))
-    query = generator.queries("lookalike", call_index=0, seed=1, count=per_call)[0]
-    assert pattern in query
+def test_topics_are_dealt_in_turn(generator: TemplateGenerator) -> None:
+    """Each call walks the topics round-robin, so no sub-harm crowds out the others."""
+    topics = generator.topics("crime_advice")
+    items = generator.queries("crime_advice", call_index=0, seed=1, count=len(topics) * 3)
+    counts = {topic: sum(item.topic == topic for item in items) for topic in topics}
+    assert min(counts.values()) >= 2, counts
+
+
+def test_every_attribute_value_reaches_both_labels(generator: TemplateGenerator) -> None:
+    """Registers, forms and framings are drawn for safe and unsafe queries alike: no style may
+    tell the label."""
+    by_label: dict[str, dict[str, set[str]]] = {"safe": {}, "unsafe": {}}
+    for category in TAXONOMY.categories:
+        for item in _sample(generator, category.id):
+            seen = by_label[category.label]
+            for name in ("register", "form", "framing"):
+                seen.setdefault(name, set()).add(getattr(item, name))
+    for label, seen in by_label.items():
+        assert seen["register"] == {v.id for v in TAXONOMY.attributes.registers}, label
+        assert seen["form"] == {v.id for v in TAXONOMY.attributes.forms}, label
+        assert seen["framing"] == {v.id for v in TAXONOMY.attributes.framings}, label
 
 
 def test_sampled_queries_are_well_formed_korean(generator: TemplateGenerator) -> None:
-    """Kiwi reads every word of 200 sampled queries: no unknown morpheme, no loose jamo."""
-    for index, category in enumerate(TAXONOMY.category_ids * 16):
-        text = generator.query(category, seed=index)
-        assert not any("\u3131" <= ch <= "\u318e" for ch in text), text
-        assert all(token.tag != "UN" for token in kiwi().tokenize(text)), text
-        assert text[-1] in ".?", text
+    """Kiwi reads every word of queries in the base registers (no unknown morpheme, no loose
+    jamo), and no query of any register trips the screen's Korean lint."""
+    for index, category in enumerate(TAXONOMY.category_ids * 20):
+        item = generator.query(category, seed=index)
+        assert not repeated_word(item.text), item
+        assert not particle_disagrees(item.text), item
+        if item.register in ("banmal", "jondaetmal", "written"):
+            text = item.text
+            assert not any("\u3131" <= ch <= "\u318e" for ch in text), item
+            assert all(token.tag != "UN" for token in kiwi().tokenize(text)), item
+            assert text[-1] in ".?", item
 
 
-def test_no_shipped_predicate_conjugates_as_a_noun_and_the_copula(
-    generator: TemplateGenerator,
-) -> None:
-    """Every act of every lexicon, in every sentence type and level, reads back through Kiwi as
-    a verb: a stem Kiwi took for a noun and 이다 would come out as 먹이이어 (no unknown morpheme,
-    so the sample check above cannot see it)."""
-    for category, templates in generator.categories.items():
-        for act in {act for pattern_set in templates.sets for act in pattern_set.acts}:
-            for form in FORMS:
-                for level in LEVELS:
-                    for variant in range(endings_count(form, level)):
-                        text = conjugate(act, form, level, variant)
-                        prefix, _ = predicate_parts(act)  # 정품인 척 팔다 keeps its 이다
-                        tags = [t.tag for t in kiwi().tokenize(text) if t.start >= len(prefix)]
-                        assert "VCP" not in tags, (category, act, text)
+def test_every_shipped_content_conjugates_as_a_verb(generator: TemplateGenerator) -> None:
+    """Every act and task of every lexicon, in every clause form the frames use, reads back
+    through Kiwi as a verb: a stem Kiwi took for a noun and 이다 would come out as 먹이이어."""
+    for category, topics in generator._topics.items():
+        for _, _, entries, slots in topics:
+            for entry in entries:
+                if entry.kind not in ("act", "task"):
+                    continue
+                text = _stand_in(entry.text, slots)
+                prefix, _ = predicate_parts(text)
+                for form in ("mod", "eo", "eodo", "ryeomyeon"):
+                    joined = clause(text, form)
+                    tags = [t.tag for t in kiwi().tokenize(joined) if t.start >= len(prefix)]
+                    assert "VCP" not in tags, (category, entry.text, joined)
 
 
 @pytest.mark.parametrize(
-    ("pattern", "message"),
+    ("content", "message"),
     [
-        ("{food:을}", r"sets\[1\]: '\{food:을\}' uses slot 'food'"),
-        ("{thing:께서}", r"sets\[1\]: '\{thing:께서\}': unknown particle '께서'"),
+        ("{food:을} 만들다", r"topic \w+: act\[\d+\]: '\{food:을\} 만들다' uses slot 'food'"),
+        ("{thing:께서} 만들다", r"unknown particle '께서'"),
+        ("맛있는 요리", r"dictionary form"),
     ],
 )
-def test_a_bad_pattern_names_the_file_and_set(tmp_path: Path, pattern: str, message: str) -> None:
+def test_a_bad_content_names_the_file_and_topic(
+    tmp_path: Path, content: str, message: str
+) -> None:
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     path = prompts / "templates" / "everyday.yaml"
     document = yaml.safe_load(path.read_text("utf-8"))
-    document["sets"][1]["patterns"].append(pattern)
+    topic = document["topics"][0]
+    topic.setdefault("slots", {})["thing"] = ["국수"]
+    topic.setdefault("act", []).append(content)
     path.write_text(yaml.safe_dump(document, allow_unicode=True), "utf-8")
-    with pytest.raises(UserError, match=r"everyday.yaml: " + message):
+    with pytest.raises(UserError, match=r"everyday.yaml: .*" + message):
         TemplateGenerator(TAXONOMY, prompts)
 
 

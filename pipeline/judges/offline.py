@@ -23,6 +23,8 @@ SCORE_TEMPERATURE = 0.02
 
 class CentroidJudge:
     name = "offline"
+    #: a distance to exemplar centroids cannot tell intent: template rows keep their label
+    defers_to_templates = True
 
     def __init__(self, taxonomy: Taxonomy, vectors: VectorCache, min_margin: float) -> None:
         self.taxonomy = taxonomy

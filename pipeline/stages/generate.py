@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipeline.attributes import ATTRIBUTE_COLUMNS, call_attributes
 from pipeline.backends.base import Request, Response
 from pipeline.llm import BAD_FINISHES, CallStats, LLMClient
 from pipeline.plan import LLM_SOURCE
@@ -44,6 +45,14 @@ ROW_SCHEMA = {
     "call_key": pl.String,
     "sample_index": pl.Int32,
     "finish_reason": pl.String,
+    # what the query was built to realise (`pipeline.attributes`); skeleton: the template
+    # content it came from (null for LLM rows), which splits keep on one side
+    "topic": pl.String,
+    "twin_of": pl.String,
+    "register": pl.String,
+    "form": pl.String,
+    "framing": pl.String,
+    "skeleton": pl.String,
     "rejected_by": pl.String,
     "reject_reason": pl.String,
 }
@@ -89,8 +98,9 @@ def build_request(
     # the rotating sample is seeded by the call, so a rerun renders the very same prompt
     exemplars = random.Random(task["seed"]).sample(category.exemplars, exemplar_count)
     template = PromptLibrary.generation_template(category)
+    chosen = call_attributes(taxonomy, category, task["seed"])
     prompt = prompts.render(
-        template, **generation_variables(taxonomy, category, exemplars, task["n_new"])
+        template, **generation_variables(taxonomy, category, exemplars, task["n_new"], chosen)
     )
     common = {
         "temperature": sampling.temperature,
@@ -176,6 +186,8 @@ def rows(
     for task, (request, prompt_id, first_number), response in zip(
         tasks.iter_rows(named=True), built, responses, strict=True
     ):
+        category = ctx.taxonomy.category(task["category"])
+        attributes = call_attributes(ctx.taxonomy, category, task["seed"]).as_row()
         items = (
             []  # stopped early: a failure, never parsed as a good answer
             if response.finish_reason in BAD_FINISHES
@@ -189,6 +201,7 @@ def rows(
             items = []
             found.append(
                 _failed_call_row(task, response, ctx.llm.generator_name, prompt_id, key, reason)
+                | attributes
             )
         for sample_index, item in enumerate(items[: task["n_new"]]):
             found.append(
@@ -201,6 +214,7 @@ def rows(
                     key,
                     response.finish_reason,
                 )
+                | attributes
             )
     return pl.DataFrame(found, schema=ROW_SCHEMA)
 
@@ -230,6 +244,7 @@ def _row(
         "call_key": call_key,
         "sample_index": sample_index,
         "finish_reason": finish_reason,
+        **dict.fromkeys((*ATTRIBUTE_COLUMNS, "skeleton")),
         "rejected_by": None,
         "reject_reason": None,
     }
@@ -264,7 +279,8 @@ def from_templates(
     task's call index and seed pick its `n_new` queries, so a rerun writes the very same rows."""
     generator = f"{queries.name}:{queries.model}"
     found = [
-        _row(task, item, index, generator, prompt_ids[task["category"]], None, "template")
+        _row(task, item.text, index, generator, prompt_ids[task["category"]], None, "template")
+        | {name: getattr(item, name) for name in (*ATTRIBUTE_COLUMNS, "skeleton")}
         for task in tasks.iter_rows(named=True)
         for index, item in enumerate(
             queries.queries(task["category"], task["call_index"], task["seed"], task["n_new"])

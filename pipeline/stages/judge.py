@@ -38,7 +38,14 @@ def rejection(item: Item, outcome: Verdict | JudgeFailure) -> str | None:
 
 
 def run(rows: pl.DataFrame, judge: Judge) -> pl.DataFrame:
+    """Template rows are labelled by construction; a judge that cannot read intent (the offline
+    centroid judge: `defers_to_templates`) records its reading of them but rejects none, since
+    rejecting what sits far from the exemplars would narrow the corpus toward them."""
     pending = rows.with_row_index("_row").filter(pl.col("rejected_by").is_null())
+    defers = getattr(judge, "defers_to_templates", False) and "source" in rows.columns
+    from_templates = (
+        set(pending.filter(pl.col("source") == "template")["_row"].to_list()) if defers else set()
+    )
     items = [
         Item(id=row_id, text=text, category=category, label=label)
         for row_id, text, category, label in pending.select(
@@ -61,6 +68,10 @@ def run(rows: pl.DataFrame, judge: Judge) -> pl.DataFrame:
             columns["judge_keep"][position] = False
             columns["judge_reason"][position] = outcome.error
         why = rejection(item, outcome)
+        if why is not None and position in from_templates:
+            columns["judge_keep"][position] = True
+            columns["judge_reason"][position] = f"template label kept ({why})"
+            why = None
         if why is not None:
             rejected_by[position] = NAME
             reasons[position] = why

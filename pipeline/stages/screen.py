@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pipeline.refusals import is_refusal
+from pipeline.stages.korean_lint import particle_disagrees, repeated_word
 from pipeline.taxonomy import Category, ScreenSettings, Taxonomy
 from pipeline.text import normalize
 
@@ -112,6 +113,23 @@ def copies_exemplar(text: str, facts: Facts) -> str | None:
     return "copies_exemplar" if normalize(text) in facts.exemplars else None
 
 
+def broken_korean(text: str, facts: Facts) -> str | None:
+    """A word twice in a row or a particle that disagrees with its noun (`korean_lint`)."""
+    if repeated_word(text):
+        return "repeated_word"
+    return "particle_mismatch" if particle_disagrees(text) else None
+
+
+def missing_cue(text: str, facts: Facts) -> str | None:
+    """A category with `cues` wants one of them in every query (a self-harm query with no
+    self-harm cue is mislabelled, whoever wrote it)."""
+    cues = facts.category.cues
+    if not cues:
+        return None
+    folded = text.replace(" ", "")
+    return None if any(cue.replace(" ", "") in folded for cue in cues) else "no_cue"
+
+
 #: (check, the generation rule it enforces or None); order is the order reasons are recorded
 CHECKS: tuple[tuple[Check, str | None], ...] = (
     (hangul_share, "korean_only"),
@@ -122,7 +140,12 @@ CHECKS: tuple[tuple[Check, str | None], ...] = (
     (list_debris, None),
     (truncated, None),
     (copies_exemplar, None),
+    (broken_korean, None),
+    (missing_cue, None),
 )
+#: checks of the LLM's rule-following that a curated template lexicon needs no help with (its
+#: twins of malicious_personification address the assistant on purpose)
+LLM_ONLY_CHECKS = (addressed_to_ai,)
 
 
 def checks_for(taxonomy: Taxonomy, category: Category) -> list[Check]:
@@ -166,14 +189,17 @@ def run(rows: pl.DataFrame, taxonomy: Taxonomy) -> pl.DataFrame:
         )
         for category in taxonomy.categories
     }
+    sources = rows["source"] if "source" in rows.columns else pl.Series([None] * rows.height)
     flags: list[list[str]] = []
-    for text, category_id, rejected_by in rows.select(
-        "text", "category", "rejected_by"
-    ).iter_rows():
+    for (text, category_id, rejected_by), source in zip(
+        rows.select("text", "category", "rejected_by").iter_rows(), sources, strict=True
+    ):
         if rejected_by is not None:
             flags.append([])
             continue
         checks, facts = per_category[category_id]
+        if source == "template":
+            checks = [check for check in checks if check not in LLM_ONLY_CHECKS]
         flags.append(screen_text(text, checks, facts))
     flag_series = pl.Series("screen_flags", flags, dtype=pl.List(pl.String))
     fired = flag_series.list.len() > 0
