@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -15,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import __version__
-from pipeline.errors import UserError
+from pipeline.errors import SynthWarning, UserError
 
 if TYPE_CHECKING:
     from pipeline.config import RunOptions
@@ -45,11 +46,43 @@ def print_error(line: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def print_warning(line: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn a `UserError` into one red line and exit 2; Ctrl-C into a resume hint and exit 130."""
+def warning_lines() -> Iterator[None]:
+    """Show each `SynthWarning` raised meanwhile as one `warning:` line, not as Python's
+    `file:line: SynthWarning` with a source line; other warnings show as they would."""
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, SynthWarning):
+            print_warning(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         yield
+    finally:
+        warnings.showwarning = shown
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a `UserError` into one red line and exit 2; Ctrl-C into a resume hint and exit 130.
+    A `SynthWarning` meanwhile is one yellow line."""
+    try:
+        with warning_lines():
+            yield
     except UserError as error:
         print_error(error.one_line())
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -190,6 +223,13 @@ def run(
         float | None,
         typer.Option(help="Dedup: cosine (0-1) at which two queries are duplicates."),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads for the in-process local model; more than the cores this process "
+            "may use are never used (default: those cores). Changes speed, not results.",
+        ),
+    ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete this run's outputs and start over.")
     ] = False,
@@ -257,6 +297,7 @@ def run(
         embedding_threshold=embedding_threshold,
         fresh=fresh,
         batch_api=batch_api,
+        threads=threads,
     )
     if dry_run:
         from pipeline.dryrun import dry_run as estimate

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from pipeline.backends import require_known_backend
+from pipeline.backends.local import available_cores
 from pipeline.errors import UserError
 from pipeline.export import InstructionPool, load_instructions
 from pipeline.plan import LLM_SOURCE, TEMPLATE_SOURCE
@@ -65,6 +66,8 @@ class RunOptions:
     fresh: bool = False
     #: --batch-api: every LLM role on openai/anthropic goes through the provider's batch API
     batch_api: bool = False
+    #: --threads: CPU threads for in-process work (the local model); None: every core
+    threads: int | None = None
 
 
 @dataclass
@@ -87,12 +90,17 @@ class Prepared:
     max_cost_usd: float | None = None
     #: share of each category's quota per generation source (`pipeline.plan`), shares > 0 only
     sources: dict[str, float] = field(default_factory=lambda: {LLM_SOURCE: 1.0})
+    #: CPU threads for in-process work (the local model, the embedder): --threads, at most the
+    #: cores this process may use. Never part of the snapshot: it changes speed, not results
+    threads: int = field(default_factory=available_cores)
 
 
 def prepare(options: RunOptions) -> Prepared:
     """Load and check the taxonomy and every prompt; a mistake fails here, before any output."""
     if options.n < 1:
         raise UserError(f"--n must be at least 1 (got {options.n})")
+    if options.threads is not None and options.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {options.threads})")
     taxonomy = load_taxonomy(options.taxonomy_path)
     generator = _validated(
         taxonomy.settings.generator,
@@ -212,6 +220,7 @@ def prepare(options: RunOptions) -> Prepared:
             options.max_cost if options.max_cost is not None else taxonomy.settings.max_cost_usd
         ),
         sources=sources,
+        threads=min(options.threads or available_cores(), available_cores()),
     )
 
 

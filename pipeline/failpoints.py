@@ -7,7 +7,9 @@ answer) instead of at random times. `SYNTH_FAILPOINTS` arms them, comma-separate
 - `parquet-mid:3`: the third time this process reaches `parquet-mid`, it SIGKILLs itself;
 - `parquet-mid@round-001/screen`: the first time it reaches `parquet-mid` for a path that
   contains `round-001/screen`;
-- `file-mid:2:enospc`: the second `file-mid` raises `OSError(ENOSPC)`, as a full disk would.
+- `file-mid:2:enospc`: the second `file-mid` raises `OSError(ENOSPC)`, as a full disk would;
+- `llama-probe`: the child that tries llama.cpp on this CPU dies as on a CPU that faults, so a
+  test takes the local backend's fallback on any machine.
 
 `SYNTH_FAILPOINTS_TRACE=FILE` appends every arrival (`name<TAB>what`) to FILE, so a test can learn
 the points an uninterrupted run passes and pick where to kill. Unset, as outside tests, an
@@ -32,6 +34,8 @@ POINTS = {
     "sqlite-insert": "inside the SQLite statement that commits an LLM answer to calls.sqlite",
     "vectors-insert": "inside the SQLite transaction that commits a batch of embeddings",
     "corpus-swap": "between moving the old corpus/ aside and renaming the new one in",
+    "llama-probe": "in the child that tries llama.cpp on this CPU, after the model loaded "
+    "(`llama-probe@extra-buffers-on` fails only the try with the extra buffer types on)",
 }
 ACTIONS = ("kill", "enospc")
 

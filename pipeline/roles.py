@@ -72,8 +72,9 @@ class Clients:
             # its own environment variable
             key = self.api_key if settings.backend == generator.backend else None
             base = self.generator_llm
+            backend = make_backend(settings, key, threads=self.prepared.threads)
             self._own[identity] = LLMClient(
-                make_backend(settings, key), base.cache, base.events, base.prices, base.budget
+                backend, base.cache, base.events, base.prices, base.budget
             )
         return self._own[identity]
 

@@ -105,7 +105,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
     """Run (or resume) the whole job; returns per-category outcomes."""
     console = console or Console(stderr=True, emoji=False)
     prepared = prepare(options)
-    backend = make_backend(prepared.generator, options.api_key)
+    backend = make_backend(prepared.generator, options.api_key, threads=prepared.threads)
     run_dir = RunDir(options.out)
     _refuse_foreign_directory(run_dir)
     run_dir.create()

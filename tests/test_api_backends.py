@@ -1,21 +1,23 @@
 """The API backends through the caching client: real SDKs over real sockets.
 
-The openai backend talks to llama.cpp's real OpenAI-compatible server (`python -m llama_cpp.server`
-on the bundled model) and to `FakeLLMServer` for faults a real server cannot produce on cue. No
-Anthropic endpoint can be reached here, so the anthropic backend talks to `FakeLLMServer`'s Messages
-API shape.
+The openai backend talks to llama.cpp's real OpenAI-compatible server (`llama_cpp.server` on the
+bundled model, started through `pipeline.backends.llama_probe serve`) and to `FakeLLMServer` for
+faults a real server cannot produce on cue. No Anthropic endpoint can be reached here, so the
+anthropic backend talks to `FakeLLMServer`'s Messages API shape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -207,9 +209,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """llama.cpp's OpenAI-compatible server on the bundled Gemma 3 270M, on a free port."""
+@contextmanager
+def _llama_cpp_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server on the bundled Gemma 3 270M, on a free port, started
+    through `llama_probe serve`: on a CPU that faults on llama.cpp's extra buffer types they are
+    turned off there as in the local backend. Yields the base URL."""
     from pipeline.backends.local import bundled_model_path
 
     port = _free_port()
@@ -217,7 +221,8 @@ def llama_server() -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "pipeline.backends.llama_probe",
+            "serve",
             "--model",
             str(bundled_model_path()),
             "--host",
@@ -231,6 +236,7 @@ def llama_server() -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -247,6 +253,29 @@ def llama_server() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    with _llama_cpp_server() as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_llama_cpp_server_on_a_cpu_faulting_on_extra_buffers_serves_with_them_off(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache), "SYNTH_FAILPOINTS": "llama-probe@extra-buffers-on"}
+    with _llama_cpp_server(env) as url:
+        client = _client(tmp_path, "openai", url, chat=False, model="gemma-3-270m")
+        (answer,) = client.run(
+            [Request(prompt="한국어 질문 목록:\n1. ", max_tokens=12, seed=3)], CallStats()
+        )
+        client.close()
+    assert answer.text.strip()
+    (verdict,) = json.loads((cache / "synth" / "llama-cpu.json").read_text("utf-8")).values()
+    assert verdict["extra_buffers"] is False
 
 
 def test_openai_completions_against_llama_cpp_server(tmp_path: Path, llama_server: str) -> None:

@@ -38,10 +38,14 @@ def require_known_backend(name: str, flag: str) -> None:
 
 
 def make_backend(
-    settings: BackendSettings, api_key: str | None = None, check: bool = True
+    settings: BackendSettings,
+    api_key: str | None = None,
+    check: bool = True,
+    threads: int | None = None,
 ) -> Backend:
     """The backend `settings` name, checked (`Backend.check`) but not yet loaded or connected.
-    A dry run passes `check=False`: it needs the backend's name and mode, not a key.
+    A dry run passes `check=False`: it needs the backend's name and mode, not a key. `threads`
+    (--threads) is for the in-process local model; None: every core this process may use.
 
     `api_key` (from --api-key) is handed to API backends only; it is never part of `settings`,
     so it never reaches run.json.
@@ -52,7 +56,7 @@ def make_backend(
     if name == "local":
         from pipeline.backends.local import LocalBackend
 
-        backend = LocalBackend(settings.model)
+        backend = LocalBackend(settings.model, threads=threads)
     elif name == "openai":
         from pipeline.backends.openai_api import OpenAIBackend
 

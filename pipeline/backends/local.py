@@ -1,7 +1,9 @@
 """The embedded default: llama-cpp-python in-process on the bundled Gemma 3 270M GGUF.
 
 Works offline on any laptop. The bundled model is a base model, so it does plain completion of the
-open numbered list the generation prompts end with, never chat.
+open numbered list the generation prompts end with, never chat. Before the model first loads,
+`llama_probe` makes sure this CPU survives llama.cpp's extra buffer types (AMX) and turns them off
+where it does not; the model decodes on `threads` threads, never more than this process's cores.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from pipeline.backends.base import Backend, Request, Response
 from pipeline.errors import UserError
 
 DEFAULT_MODEL = "gemma-3-270m-q4_k_m"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share,
+    not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on macOS
+        return max(1, os.cpu_count() or 1)
 
 
 def bundled_model_path() -> Path:
@@ -58,7 +69,9 @@ class LocalBackend(Backend):
     chat = False
     max_in_flight = 1
 
-    def __init__(self, model: str | None = None, n_ctx: int = 2048) -> None:
+    def __init__(
+        self, model: str | None = None, n_ctx: int = 2048, threads: int | None = None
+    ) -> None:
         if model is not None and not Path(model).is_file():
             raise UserError(
                 f"{model}: GGUF model file not found (--model for the local backend is a path)"
@@ -66,6 +79,8 @@ class LocalBackend(Backend):
         self._model_path = Path(model) if model else None
         self._model_name = Path(model).stem if model else DEFAULT_MODEL
         self._n_ctx = n_ctx
+        # more threads than cores only makes llama.cpp's spinning workers fight over them
+        self.threads = min(threads or available_cores(), available_cores())
         self._llama: Any = None
         self._grammars: dict[str, Any] = {}
         # llama.cpp aborts on two decodes at once: whatever thread calls, calls take turns
@@ -78,19 +93,17 @@ class LocalBackend(Backend):
     def _load(self) -> Any:
         if self._llama is None:
             try:
-                from llama_cpp import Llama
+                import llama_cpp  # noqa: F401 - only whether it is installed
             except ImportError:
                 raise UserError(
                     "the local backend needs llama-cpp-python: pip install -e ."
                 ) from None
+            from pipeline.backends.llama_probe import extra_buffers_usable, load_llama
+
             _silence_llama_logs()
             path = self._model_path or bundled_model_path()
-            self._llama = Llama(
-                model_path=str(path),
-                n_ctx=self._n_ctx,
-                n_threads=max(1, os.cpu_count() or 1),
-                verbose=False,
-            )
+            extra_buffers = extra_buffers_usable(path, self.threads)
+            self._llama = load_llama(path, self._n_ctx, self.threads, extra_buffers)
         return self._llama
 
     async def generate(self, requests: Sequence[Request]) -> list[Response]:
