@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pipeline.prompts import PromptLibrary, generation_variables
@@ -91,3 +92,50 @@ def test_prompt_id_changes_when_an_included_file_changes(small_taxonomy: Path) -
     after = prompts.prompt_id("generate/crime_advice.j2")
     assert before.split("@")[0] == after.split("@")[0] == "generate/crime_advice.j2"
     assert before != after
+
+
+def test_each_call_names_its_drawn_attributes_and_its_rows_record_them() -> None:
+    """An LLM call draws a sub-harm (or, for the twin category, an unsafe sub-harm's safe twin),
+    a register, a form and a framing from its seed; the prompt says them in Korean, and every
+    row the call gives carries them, so an API run spreads like the template generator."""
+    import polars as pl
+
+    from pipeline.attributes import call_attributes
+    from pipeline.backends.base import Response
+    from pipeline.stages.generate import build_request, rows
+
+    root = Path(__file__).resolve().parents[1]
+    taxonomy = load_taxonomy(root / "taxonomy.yaml")
+    prompts = PromptLibrary(root / "prompts")
+    crime = taxonomy.category("crime_advice")
+    drawn = [call_attributes(taxonomy, crime, seed) for seed in range(200)]
+    assert drawn[7] == call_attributes(taxonomy, crime, 7), "the call's seed decides"
+    assert {a.topic for a in drawn} == {s.id for s in crime.sub_harms}
+    assert {a.register for a in drawn} == {v.id for v in taxonomy.attributes.registers}
+    twins = [call_attributes(taxonomy, taxonomy.category("sensitive_info"), s) for s in range(200)]
+    assert any(a.twin_of == "crime_advice" for a in twins)
+
+    task = {"category": "crime_advice", "label": "unsafe", "seed": 7, "n_new": 4, "round": 1,
+            "task_id": "t7", "source": "llm"}
+    request, prompt_id, _ = build_request(task, taxonomy, prompts, taxonomy.settings.generator,
+                                          chat=True)
+    text = request.messages[0][1]
+    chosen = drawn[7]
+    sub_harm = next(s for s in crime.sub_harms if s.id == chosen.topic)
+    register = next(v for v in taxonomy.attributes.registers if v.id == chosen.register)
+    assert f"세부 유형: {sub_harm.name_ko}" in text and f"말투: {register.ko}" in text
+
+    # `rows` is pure: the context needs only what the parser reads of the client
+    context = SimpleNamespace(
+        taxonomy=taxonomy,
+        llm=SimpleNamespace(
+            generator_name="scripted:test",
+            backend=SimpleNamespace(chat=True),
+            key=lambda request: "key",
+        ),
+    )
+    answer = Response(text="1. 첫 번째 질의예요\n2. 두 번째 질의예요", finish_reason="stop")
+    found = rows(pl.DataFrame([task]), [(request, prompt_id, 1)], [answer], context)
+    assert found.height == 2
+    assert set(found["topic"]) == {chosen.topic} and set(found["register"]) == {chosen.register}
+    assert set(found["framing"]) == {chosen.framing} and found["skeleton"].is_null().all()

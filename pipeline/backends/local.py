@@ -126,6 +126,10 @@ class LocalBackend(Backend):
         llama = self._load()
         grammar = self._grammar(request.json_schema) if request.json_schema else None
         started = time.perf_counter()
+        # every call evaluates its prompt from scratch: llama.cpp reusing the previous call's
+        # prefix gives other numerics, so a resumed run would write other text than an
+        # uninterrupted one for the call that follows the restart
+        llama.reset()
         output = llama.create_completion(
             request.prompt,
             max_tokens=request.max_tokens,
