@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.attributes import ATTRIBUTE_COLUMNS
 from pipeline.taxonomy import Taxonomy
 
 #: the attributes counted per category (topic is counted by `topic_shares`)
@@ -116,6 +115,3 @@ def removed_by_stage(stage_rows: dict[str, pl.DataFrame]) -> pl.DataFrame:
         found, schema={"stage": pl.String, "what": pl.String, "lost": pl.Int64}, orient="row"
     )
 
-
-def has_attributes(corpus: pl.DataFrame) -> bool:
-    return all(name in corpus.columns for name in ATTRIBUTE_COLUMNS) and corpus.height > 0

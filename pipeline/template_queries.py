@@ -33,7 +33,7 @@ from pydantic import Field
 from pipeline.errors import UserError
 from pipeline.korean import BASE_LEVELS, CLAUSES, attach, clause, quoted, sentence_end
 from pipeline.plan import derive_seed
-from pipeline.taxonomy import AttributeValue, StrictModel, Taxonomy
+from pipeline.taxonomy import FORMS, AttributeValue, StrictModel, Taxonomy
 from pipeline.template_registers import (
     KNOWN_REGISTERS,
     RegisterTables,
@@ -235,7 +235,7 @@ class TemplateGenerator:
 
     def _check_frame(self, kind: str, form: str, level: str, frame: str) -> None:
         where = f"{self.root / FRAMES_FILE}: {kind}.{form}.{level}: {frame!r}"
-        if form not in {value.id for value in _all_forms()}:
+        if form not in {value.id for value in FORMS}:
             raise UserError(f"{where}: unknown form {form!r}")
         if level not in BASE_LEVELS:
             raise UserError(f"{where}: unknown level {level!r} (known: {', '.join(BASE_LEVELS)})")
@@ -553,7 +553,3 @@ def _draw(values: list[AttributeValue], rng: random.Random) -> str:
     return rng.choices([v.id for v in values], weights=[v.weight for v in values])[0]
 
 
-def _all_forms() -> list[AttributeValue]:
-    from pipeline.taxonomy import FORMS
-
-    return FORMS
