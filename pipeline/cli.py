@@ -226,8 +226,9 @@ def run(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="CPU threads for the in-process local model; more than the cores this process "
-            "may use are never used (default: those cores). Changes speed, not results.",
+            help="CPU threads for the in-process local model and the e5 embedder; more than the "
+            "cores this process may use are never used (default: those cores). Changes speed, "
+            "not results.",
         ),
     ] = None,
     fresh: Annotated[

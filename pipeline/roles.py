@@ -27,13 +27,17 @@ from pipeline.taxonomy import BackendSettings
 class VectorCaches:
     """One vector cache per embedder, opened on first use and shared by dedup and the judge."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, threads: int | None = None) -> None:
         self.directory = directory
+        #: CPU threads for in-process embedders (`--threads`; None: every core)
+        self.threads = threads
         self._caches: dict[str, VectorCache] = {}
 
     def get(self, embedder: str) -> VectorCache:
         if embedder not in self._caches:
-            self._caches[embedder] = VectorCache(self.directory, make_embedder(embedder))
+            self._caches[embedder] = VectorCache(
+                self.directory, make_embedder(embedder, self.threads)
+            )
         return self._caches[embedder]
 
     def counting(self, record: dict[str, Any], work: Callable[[], pl.DataFrame]) -> pl.DataFrame:

@@ -125,7 +125,7 @@ def run(options: RunOptions, console: Console | None = None) -> RunSummary:
         events = EventLog(run_dir.events)
         for warning in recovery.warnings:
             events.write("recovered", warning=warning)
-        vector_caches = VectorCaches(run_dir.root / EMBEDDINGS_DIR)
+        vector_caches = VectorCaches(run_dir.root / EMBEDDINGS_DIR, prepared.threads)
         # spend of earlier sessions of this run counts against the cap
         spent_before = sum(
             record.get("cost_usd", 0.0) for record in manifest.data.get("stages", {}).values()

@@ -70,3 +70,14 @@ def test_threads_default_to_the_cores_this_process_may_use():
     assert make_embedder("e5").threads == len(os.sched_getaffinity(0))
     assert make_embedder("e5", threads=1).threads == 1
     assert make_embedder("e5").name == "e5"
+
+
+def test_the_runs_threads_reach_the_embedder(tmp_path: Path) -> None:
+    """`--threads` (the prepared `threads`) bounds e5 as it bounds llama.cpp."""
+    from pipeline.roles import VectorCaches
+
+    caches = VectorCaches(tmp_path, threads=1)
+    try:
+        assert caches.get("e5").embedder.threads == 1
+    finally:
+        caches.close()
