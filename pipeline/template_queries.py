@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from pipeline.attributes import draw
 from pipeline.errors import UserError
 from pipeline.korean import BASE_LEVELS, CLAUSES, attach, clause, quoted, sentence_end
 from pipeline.plan import derive_seed
-from pipeline.taxonomy import FORMS, AttributeValue, StrictModel, Taxonomy
+from pipeline.taxonomy import FORMS, StrictModel, Taxonomy
 from pipeline.template_registers import (
     KNOWN_REGISTERS,
     RegisterTables,
@@ -422,8 +423,8 @@ class TemplateGenerator:
         rng: random.Random,
         plain_words: bool = False,
     ) -> TemplateItem:
-        register = _draw(self.attributes.registers, rng)
-        framing = _draw(self.attributes.framings, rng)
+        register = draw(self.attributes.registers, rng).id
+        framing = draw(self.attributes.framings, rng).id
         level = base_level(register, self.registers, rng)
         forms = getattr(self.frames, entry.kind)
         available = [v for v in self.attributes.forms if forms.get(v.id, {}).get(level)]
@@ -431,7 +432,7 @@ class TemplateGenerator:
             raise UserError(
                 f"{self.root / FRAMES_FILE}: {entry.kind}: no frame at level {level}"
             )
-        form = _draw(available, rng)
+        form = draw(available, rng).id
         coded = entry.contents.coded
         if framing == "euphemism" and (plain_words or not _codable(entry, coded)):
             framing = "plain"
@@ -548,8 +549,5 @@ def _codable(entry: _Entry, coded: dict[str, list[str]]) -> bool:
         word in entry.text for word in coded
     )
 
-
-def _draw(values: list[AttributeValue], rng: random.Random) -> str:
-    return rng.choices([v.id for v in values], weights=[v.weight for v in values])[0]
 
 
